@@ -1,0 +1,316 @@
+//! [`FoyerStorage`]: pingora-cache's `Storage` on foyer's `HybridCache`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
+    HybridCacheProperties, Location, RecoverMode, Source, Spawner,
+};
+use pingora_cache::key::{CacheHashKey, CacheKey};
+use pingora_cache::storage::{HandleMiss, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheMeta, HitHandler};
+use pingora_error::{ErrorType, Result};
+
+use crate::config::StoreConfig;
+use crate::fill::{Fill, FillReader, FillStatus, FillTable};
+use crate::format::StoredObject;
+use crate::hit::{CompleteHit, storage_error};
+use crate::metrics::METRICS;
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The disk directory could not be created or used.
+    #[error("cache directory {dir}: {source}")]
+    Dir {
+        /// The directory.
+        dir: String,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// foyer refused the configuration or failed to recover the disk tier.
+    #[error("opening the cache: {0}")]
+    Foyer(#[from] foyer::Error),
+    /// The store's background runtime could not start.
+    #[error("starting the store runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A pingora cache `Storage` over foyer's hybrid RAM+SSD cache.
+///
+/// Contracts:
+/// - Entries are keyed by the 128-bit combined hash of the pingora [`CacheKey`] (primary plus
+///   variance), so every variant is its own entry.
+/// - The memory tier is weighed in bytes; every completed object is also written to the disk
+///   tier at insertion (so a `kill -9` loses nothing already stored), except objects larger
+///   than a disk block, which are kept in memory only and counted in
+///   `fresco_store_memory_only_total`.
+/// - A purge removes the entry from both tiers and from the fill table; the tombstone log keeps
+///   it removed across restarts.
+/// - Readers of a fill in progress get an error, never a clean end of body, when its writer
+///   fails (see [`crate::fill`]).
+/// - Call [`FoyerStorage::close`] before exit so that queued disk writes are flushed.
+pub struct FoyerStorage {
+    cache: HybridCache<u128, StoredObject>,
+    fills: FillTable,
+    config: StoreConfig,
+}
+
+fn key_hash(key: &impl CacheHashKey) -> u128 {
+    u128::from_be_bytes(key.combined_bin())
+}
+
+impl FoyerStorage {
+    /// Opens (or recovers) a store.
+    pub async fn open(config: StoreConfig) -> std::result::Result<Self, OpenError> {
+        // foyer's flushers and reclaimers run on their own runtime so that they outlive any
+        // runtime of the caller's (pingora builds one per service).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fresco-store")
+            .enable_all()
+            .build()
+            .map_err(OpenError::Runtime)?;
+        let builder = HybridCacheBuilder::new()
+            .with_name(config.name.clone())
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .with_flush_on_close(true)
+            .with_metrics_registry(Box::new(mixtrics::registry::prometheus::PrometheusMetricsRegistry::new(
+                prometheus::default_registry().clone(),
+            )))
+            .memory(config.memory_bytes)
+            .with_shards(16)
+            .with_eviction_config(config.eviction.foyer_config())
+            .with_weighter(|_key: &u128, value: &StoredObject| value.weight())
+            .storage()
+            .with_spawner(Spawner::from(runtime));
+        let cache = match &config.disk_dir {
+            None => builder.build().await?,
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| OpenError::Dir {
+                    dir: dir.display().to_string(),
+                    source,
+                })?;
+                let device = FsDeviceBuilder::new(dir).with_capacity(config.disk_bytes).build()?;
+                let engine = BlockEngineConfig::new(device)
+                    .with_block_size(config.block_bytes)
+                    // One flusher buffer must hold the largest record.
+                    .with_buffer_pool_size(2 * config.block_bytes)
+                    .with_flushers(2)
+                    .with_tombstone_log(true);
+                builder
+                    .with_engine_config(engine)
+                    .with_recover_mode(RecoverMode::Quiet)
+                    .build()
+                    .await?
+            }
+        };
+        Ok(Self {
+            cache,
+            fills: FillTable::default(),
+            config,
+        })
+    }
+
+    /// Leaks the store: pingora's `Storage` methods take `&'static self`.
+    pub fn leak(self) -> &'static Self {
+        Box::leak(Box::new(self))
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Flushes queued disk writes and stops foyer's background work.
+    pub async fn close(&self) {
+        if let Err(e) = self.cache.close().await {
+            tracing::error!(error = %e, "closing the cache store");
+        }
+    }
+
+    /// Updates the byte gauges; call before exporting metrics.
+    pub fn refresh_gauges(&self) {
+        METRICS.bytes.with_label_values(&["memory"]).set(self.cache.memory().usage() as i64);
+    }
+
+    /// Whether an object is stored (memory or disk); may be a false positive on disk.
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.cache.contains(&key_hash(key))
+    }
+
+    async fn stored(&self, hash: u128) -> Option<(StoredObject, Source)> {
+        match self.cache.get(&hash).await {
+            Ok(Some(entry)) => {
+                let obj = StoredObject::new(&entry.value().meta(), entry.value().body().clone()).ok()?;
+                Some((obj, entry.source()))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                // An unreadable record is a miss; the next fill overwrites it.
+                METRICS.errors.with_label_values(&["lookup"]).inc();
+                tracing::warn!(error = %e, "unreadable cache record treated as a miss");
+                self.cache.remove(&hash);
+                None
+            }
+        }
+    }
+
+    fn insert(&self, hash: u128, obj: StoredObject) {
+        if obj.body().len() > self.config.max_disk_object_bytes() && self.config.disk_dir.is_some() {
+            METRICS.memory_only.inc();
+            self.cache
+                .insert_with_properties(hash, obj, HybridCacheProperties::default().with_location(Location::InMem));
+        } else {
+            self.cache.insert(hash, obj);
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for FoyerStorage {
+    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let hash = key_hash(key);
+        // A fill in progress is newer than whatever is stored (it replaces a stale entry).
+        if let Some(fill) = self.fills.get(hash) {
+            METRICS.lookups.with_label_values(&["fill"]).inc();
+            return Ok(Some((fill.meta(), Box::new(FillReader::new(fill)))));
+        }
+        let Ok(Some(entry)) = self.cache.get(&hash).await.inspect_err(|e| {
+            METRICS.errors.with_label_values(&["lookup"]).inc();
+            tracing::warn!(error = %e, "unreadable cache record treated as a miss");
+        }) else {
+            METRICS.lookups.with_label_values(&["miss"]).inc();
+            return Ok(None);
+        };
+        let source = match entry.source() {
+            Source::Disk => "disk",
+            _ => "memory",
+        };
+        METRICS.lookups.with_label_values(&[source]).inc();
+        let obj = entry.value();
+        Ok(Some((obj.meta(), Box::new(CompleteHit::new(obj.body().clone())))))
+    }
+
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(tag) = streaming_write_tag else {
+            return self.lookup(key, trace).await;
+        };
+        // The writer's own reader: it must get exactly its own fill, never another one.
+        match self.fills.get(key_hash(key)) {
+            Some(fill) if fill.tag() == tag => Ok(Some((fill.meta(), Box::new(FillReader::new(fill))))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn get_miss_handler(&'static self, key: &CacheKey, meta: &CacheMeta, _: &SpanHandle) -> Result<MissHandler> {
+        let hash = key_hash(key);
+        let fill = Fill::new(StoredObject::new(meta, Bytes::new())?);
+        if let Some(previous) = self.fills.get(hash) {
+            // A writer whose lock timed out; its readers finish from it, new ones come here.
+            METRICS.fills.with_label_values(&["superseded"]).inc();
+            drop(previous);
+        }
+        self.fills.insert(hash, fill.clone());
+        Ok(Box::new(FillWriter {
+            storage: self,
+            hash,
+            fill,
+            finished: false,
+        }))
+    }
+
+    async fn purge(&'static self, target: PurgeTarget<'_>, _: PurgeType, _: &SpanHandle) -> Result<PurgeOutcome> {
+        let hash = key_hash(target.key());
+        let had_fill = self.fills.remove(hash).is_some();
+        let stored = self.cache.contains(&hash);
+        self.cache.remove(&hash);
+        if had_fill || stored {
+            METRICS.purged.inc();
+            Ok(PurgeOutcome::Purged(None))
+        } else {
+            Ok(PurgeOutcome::NotFound)
+        }
+    }
+
+    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _: &SpanHandle) -> Result<bool> {
+        let hash = key_hash(key);
+        let Some((stored, _)) = self.stored(hash).await else {
+            return Ok(false);
+        };
+        self.insert(hash, stored.with_meta(meta)?);
+        Ok(true)
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// Writes one response body; on `finish` the object becomes a stored entry.
+struct FillWriter {
+    storage: &'static FoyerStorage,
+    hash: u128,
+    fill: Arc<Fill>,
+    finished: bool,
+}
+
+#[async_trait]
+impl HandleMiss for FillWriter {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        let len = self.fill.push(data);
+        if len > self.storage.config.max_object_bytes() {
+            return Err(pingora_error::Error::explain(
+                ErrorType::InternalError,
+                format!("body exceeds the largest cacheable object ({len} bytes)"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let body = self.fill.assembled_body();
+        let size = body.len();
+        let obj = storage_error(
+            StoredObject::new(&self.fill.stored_meta().meta(), body),
+            "encoding the cached object",
+        )?;
+        // Only a fill still registered is stored: a purge that removed it while it was being
+        // written must not be undone by its completion.
+        if self.storage.fills.get(self.hash).is_some_and(|f| f.id() == self.fill.id()) {
+            self.storage.insert(self.hash, obj);
+        }
+        self.storage.fills.remove_if(self.hash, self.fill.id());
+        self.fill.settle(FillStatus::Complete);
+        self.finished = true;
+        METRICS.fills.with_label_values(&["complete"]).inc();
+        Ok(MissFinishType::Created(size))
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(self.fill.tag())
+    }
+}
+
+impl Drop for FillWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.storage.fills.remove_if(self.hash, self.fill.id());
+            self.fill.settle(FillStatus::Failed);
+            METRICS.fills.with_label_values(&["failed"]).inc();
+        }
+    }
+}
