@@ -69,6 +69,9 @@ pub struct StoreConfig {
     pub eviction: EvictionPolicy,
     /// Name prefix of foyer's metrics.
     pub name: String,
+    /// Where foyer registers its metrics; `None` leaves them out (a registry takes each name
+    /// once, so only one store per process can use the default registry).
+    pub metrics_registry: Option<prometheus::Registry>,
 }
 
 impl StoreConfig {
@@ -82,6 +85,7 @@ impl StoreConfig {
             block_bytes: 16 << 20,
             eviction: EvictionPolicy::default(),
             name: "fresco".into(),
+            metrics_registry: None,
         }
     }
 
@@ -95,6 +99,12 @@ impl StoreConfig {
     /// Sets the disk block size. Default: 16 MiB.
     pub fn with_block_bytes(mut self, bytes: usize) -> Self {
         self.block_bytes = bytes;
+        self
+    }
+
+    /// Registers foyer's metrics in `registry`. Default: none.
+    pub fn with_metrics_registry(mut self, registry: prometheus::Registry) -> Self {
+        self.metrics_registry = Some(registry);
         self
     }
 
@@ -114,9 +124,16 @@ impl StoreConfig {
         self.block_bytes.saturating_sub(64 << 10)
     }
 
-    /// The largest object cached at all: one eighth of the memory tier, so a single object
-    /// cannot flush the working set.
+    /// Shards of the memory tier. Each shard evicts on its own within an equal share of the
+    /// capacity, so small caches get few shards: a shard must hold several of the largest
+    /// objects.
+    pub fn memory_shards(&self) -> usize {
+        (self.memory_bytes / (32 << 20)).clamp(1, 16)
+    }
+
+    /// The largest object cached at all: a quarter of a memory shard, so a single object
+    /// cannot flush a shard's working set.
     pub fn max_object_bytes(&self) -> usize {
-        self.memory_bytes / 8
+        self.memory_bytes / self.memory_shards() / 4
     }
 }

@@ -79,6 +79,11 @@ impl StoredObject {
         copy_meta(&self.meta)
     }
 
+    /// When the response was first stored (kept across revalidations).
+    pub fn meta_created(&self) -> std::time::SystemTime {
+        self.meta.created()
+    }
+
     /// The response body.
     pub fn body(&self) -> &Bytes {
         &self.body

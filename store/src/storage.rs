@@ -1,7 +1,10 @@
 //! [`FoyerStorage`]: pingora-cache's `Storage` on foyer's `HybridCache`.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,6 +16,7 @@ use pingora_cache::key::{CacheHashKey, CacheKey};
 use pingora_cache::storage::{HandleMiss, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage};
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheMeta, HitHandler};
+use parking_lot::Mutex;
 use pingora_error::{ErrorType, Result};
 
 use crate::config::StoreConfig;
@@ -57,7 +61,43 @@ pub enum OpenError {
 pub struct FoyerStorage {
     cache: HybridCache<u128, StoredObject>,
     fills: FillTable,
+    fences: PurgeFences,
     config: StoreConfig,
+}
+
+/// Purges not yet known to be on disk.
+///
+/// foyer's `remove` does not reach an entry still queued for the disk writer: until that
+/// flush ends, a load serves it again (documented in foyer-storage's `store.rs` tests). So each
+/// purge leaves a fence, its time, until the writer has caught up, and a lookup drops any
+/// entry created before the fence of its key.
+#[derive(Default)]
+struct PurgeFences {
+    count: AtomicUsize,
+    fences: Mutex<HashMap<u128, SystemTime>>,
+}
+
+impl PurgeFences {
+    fn raise(&self, hash: u128) -> SystemTime {
+        let at = SystemTime::now();
+        if self.fences.lock().insert(hash, at).is_none() {
+            self.count.fetch_add(1, Ordering::Release);
+        }
+        at
+    }
+
+    fn lower(&self, hash: u128, at: SystemTime) {
+        let mut fences = self.fences.lock();
+        if fences.get(&hash) == Some(&at) {
+            fences.remove(&hash);
+            self.count.fetch_sub(1, Ordering::Release);
+        }
+    }
+
+    /// Whether an entry created at `created` was purged after it was created.
+    fn blocks(&self, hash: u128, created: SystemTime) -> bool {
+        self.count.load(Ordering::Acquire) > 0 && self.fences.lock().get(&hash).is_some_and(|at| created <= *at)
+    }
 }
 
 fn key_hash(key: &impl CacheHashKey) -> u128 {
@@ -75,15 +115,18 @@ impl FoyerStorage {
             .enable_all()
             .build()
             .map_err(OpenError::Runtime)?;
-        let builder = HybridCacheBuilder::new()
+        let mut builder = HybridCacheBuilder::new()
             .with_name(config.name.clone())
             .with_policy(HybridCachePolicy::WriteOnInsertion)
-            .with_flush_on_close(true)
-            .with_metrics_registry(Box::new(mixtrics::registry::prometheus::PrometheusMetricsRegistry::new(
-                prometheus::default_registry().clone(),
-            )))
+            .with_flush_on_close(true);
+        if let Some(registry) = &config.metrics_registry {
+            builder = builder.with_metrics_registry(Box::new(
+                mixtrics::registry::prometheus::PrometheusMetricsRegistry::new(registry.clone()),
+            ));
+        }
+        let builder = builder
             .memory(config.memory_bytes)
-            .with_shards(16)
+            .with_shards(config.memory_shards())
             .with_eviction_config(config.eviction.foyer_config())
             .with_weighter(|_key: &u128, value: &StoredObject| value.weight())
             .storage()
@@ -112,6 +155,7 @@ impl FoyerStorage {
         Ok(Self {
             cache,
             fills: FillTable::default(),
+            fences: PurgeFences::default(),
             config,
         })
     }
@@ -145,11 +189,11 @@ impl FoyerStorage {
 
     async fn stored(&self, hash: u128) -> Option<(StoredObject, Source)> {
         match self.cache.get(&hash).await {
-            Ok(Some(entry)) => {
+            Ok(Some(entry)) if !self.fences.blocks(hash, entry.value().meta_created()) => {
                 let obj = StoredObject::new(&entry.value().meta(), entry.value().body().clone()).ok()?;
                 Some((obj, entry.source()))
             }
-            Ok(None) => None,
+            Ok(_) => None,
             Err(e) => {
                 // An unreadable record is a miss; the next fill overwrites it.
                 METRICS.errors.with_label_values(&["lookup"]).inc();
@@ -187,6 +231,11 @@ impl Storage for FoyerStorage {
             METRICS.lookups.with_label_values(&["miss"]).inc();
             return Ok(None);
         };
+        if self.fences.blocks(hash, entry.value().meta_created()) {
+            self.cache.remove(&hash);
+            METRICS.lookups.with_label_values(&["miss"]).inc();
+            return Ok(None);
+        }
         let source = match entry.source() {
             Source::Disk => "disk",
             _ => "memory",
@@ -233,7 +282,13 @@ impl Storage for FoyerStorage {
         let hash = key_hash(target.key());
         let had_fill = self.fills.remove(hash).is_some();
         let stored = self.cache.contains(&hash);
+        let fence = self.fences.raise(hash);
         self.cache.remove(&hash);
+        let storage = self.cache.storage().clone();
+        self.cache.storage().spawner().spawn(async move {
+            storage.wait().await;
+            self.fences.lower(hash, fence);
+        });
         if had_fill || stored {
             METRICS.purged.inc();
             Ok(PurgeOutcome::Purged(None))
