@@ -1,0 +1,63 @@
+//! A node's admin endpoints: `/metrics`, `/healthz`, `/readyz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use fresco_store::FoyerStorage;
+use http::{Response, StatusCode};
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use prometheus::{Encoder, TextEncoder};
+
+/// Serves the admin endpoints of a node.
+///
+/// - `/metrics`: Prometheus text format, fresco's series and foyer's.
+/// - `/healthz`: 200 while the process runs.
+/// - `/readyz`: 200 once the node serves traffic, 503 before that and while shutting down.
+pub struct AdminApp {
+    store: &'static FoyerStorage,
+    ready: Arc<AtomicBool>,
+}
+
+impl AdminApp {
+    /// An admin app reporting on `store`, ready when `ready` is set.
+    pub fn new(store: &'static FoyerStorage, ready: Arc<AtomicBool>) -> Self {
+        Self { store, ready }
+    }
+}
+
+fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .expect("static response parts are valid")
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/metrics" => {
+                self.store.refresh_gauges();
+                let mut body = Vec::new();
+                let encoder = TextEncoder::new();
+                if let Err(e) = encoder.encode(&prometheus::gather(), &mut body) {
+                    let body = serde_json::json!({ "error": format!("encoding metrics: {e}") });
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, "application/json", body.to_string().into());
+                }
+                text(StatusCode::OK, encoder.format_type(), body)
+            }
+            "/healthz" => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if self.ready.load(Ordering::Acquire) => text(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", b"not ready\n".to_vec()),
+            other => {
+                let body = serde_json::json!({ "error": format!("no admin endpoint {other}; try /metrics, /healthz, /readyz") });
+                text(StatusCode::NOT_FOUND, "application/json", body.to_string().into())
+            }
+        }
+    }
+}

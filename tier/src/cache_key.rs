@@ -1,0 +1,112 @@
+//! Cache keys: site + normalized path + sorted query.
+//!
+//! Two URLs that any origin must treat alike get one key: `%7E` and `~`, `/a/./b` and `/a/b`,
+//! `?b=2&a=1` and `?a=1&b=2`. Query parameters a site lists in `ignore_query` (tracking
+//! tags) are left out. Anything else is kept as sent: paths are case-sensitive.
+
+use pingora_cache::CacheKey;
+
+/// Builds the primary key text for `site` and a request target (`/path?query`).
+pub fn primary_key(site: &str, target: &str, ignore_query: &[String]) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut key = String::with_capacity(site.len() + target.len() + 2);
+    key.push_str(site);
+    // Sites are single words, so a newline frames the parts unambiguously.
+    key.push('\n');
+    key.push_str(&normalize_path(path));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.split_once('=').map_or(*p, |(n, _)| n);
+            !ignore_query.iter().any(|ignored| ignored == name)
+        })
+        .map(normalize_escapes)
+        .collect();
+    if !params.is_empty() {
+        params.sort();
+        key.push('?');
+        key.push_str(&params.join("&"));
+    }
+    key
+}
+
+/// The pingora cache key of a primary key text.
+pub fn cache_key(primary: String) -> CacheKey {
+    CacheKey::new(primary, "")
+}
+
+/// Decodes escapes of unreserved characters and upper-cases the rest (RFC 3986 §6.2.2).
+fn normalize_escapes(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = &text[i + 1..i + 3];
+            if let Ok(value) = u8::from_str_radix(hex, 16) {
+                if value.is_ascii_alphanumeric() || b"-._~".contains(&value) {
+                    out.push(value as char);
+                } else {
+                    out.push('%');
+                    out.push_str(&hex.to_ascii_uppercase());
+                }
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i] as char);
+        i += 1;
+    }
+    out
+}
+
+/// Normalizes escapes and removes `.` and `..` segments (RFC 3986 §5.2.4).
+fn normalize_path(path: &str) -> String {
+    let path = normalize_escapes(path);
+    if !path.contains("/.") {
+        return if path.is_empty() { "/".into() } else { path };
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/').skip(1) {
+        match segment {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let trailing = path.ends_with("/.") || path.ends_with("/..");
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing || out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equivalent_urls_share_a_key() {
+        let ignore = vec!["utm_source".to_string()];
+        let a = primary_key("shop", "/img/%7Ea/./b.jpg?w=100&h=50&utm_source=x", &ignore);
+        let b = primary_key("shop", "/img/~a/b.jpg?h=50&w=100", &ignore);
+        assert_eq!(a, b);
+        assert_eq!(a, "shop\n/img/~a/b.jpg?h=50&w=100");
+    }
+
+    #[test]
+    fn different_urls_and_sites_differ() {
+        assert_ne!(primary_key("a", "/x.jpg", &[]), primary_key("b", "/x.jpg", &[]));
+        assert_ne!(primary_key("a", "/X.jpg", &[]), primary_key("a", "/x.jpg", &[]));
+        assert_ne!(primary_key("a", "/x.jpg?v=1", &[]), primary_key("a", "/x.jpg?v=2", &[]));
+        assert_eq!(primary_key("a", "/a/../x%2f", &[]), "a\n/x%2F");
+    }
+}

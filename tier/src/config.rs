@@ -1,0 +1,329 @@
+//! A node's YAML configuration (`conf/edge.yaml`, `conf/shield.yaml`).
+//!
+//! Every error names the field it is about, as a dotted path (`cache.memory`,
+//! `sites[0].origin`), so that a node refuses to start with a message an operator can act on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fresco_store::{EvictionPolicy, StoreConfig};
+use serde::Deserialize;
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema (serde's message starts with the field's path).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// serde_yaml's message, which names the field.
+        message: String,
+    },
+    /// A field has a value that parses but cannot work.
+    #[error("{path}: field `{field}`: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The dotted path of the field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// A size in bytes, written as an integer or with a unit: `512KiB`, `256MiB`, `2GiB`, `1GB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"256MiB"`, `"1.5GiB"`, `"1000"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "t" | "tib" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            other => return Err(format!("unknown size unit `{other}` (use KiB, MiB, GiB, TiB, KB, MB, GB)")),
+        };
+        Ok(Self((number * scale as f64) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Self(n)),
+            Raw::Text(t) => Self::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The whole configuration of an edge or a shield.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id, sent as `X-Fresco-Node`.
+    pub node_id: String,
+    /// Where clients (or edges) connect.
+    pub listen: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub admin_listen: SocketAddr,
+    /// Worker threads of the proxy. Default: 2.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Longest time a request may take before it is answered with 504. Default: 5000.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// The cache store.
+    pub cache: CacheSection,
+    /// Edge only: the shields to fetch misses from, in order of preference. Empty: go to the
+    /// site's origin directly.
+    #[serde(default)]
+    pub shields: Vec<SocketAddr>,
+    /// The sites served; the first one is the default for unknown hosts.
+    pub sites: Vec<SiteConfig>,
+    /// Log format: `text` or `json`. Default: text.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+/// The `cache:` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Memory tier size.
+    pub memory: ByteSize,
+    /// Disk tier size; 0 for no disk tier. Default: 0.
+    #[serde(default = "zero_bytes")]
+    pub disk: ByteSize,
+    /// Disk tier directory (needed when `disk` is not 0).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Disk block size; bounds the largest object kept on disk. Default: 16MiB.
+    #[serde(default = "default_block")]
+    pub block: ByteSize,
+    /// Memory eviction policy: s3fifo, lfu, lru, sieve, fifo. Default: s3fifo.
+    #[serde(default = "default_eviction")]
+    pub eviction: String,
+    /// Freshness given to cacheable responses without Cache-Control or Expires. Default: 60.
+    #[serde(default = "default_heuristic_ttl")]
+    pub default_ttl_secs: u64,
+}
+
+/// One site: a host name and the origin behind it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The site's name, used in cache keys; also matched against the request's Host.
+    pub name: String,
+    /// Further host names of this site.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// The origin, `http://host:port`.
+    pub origin: String,
+    /// Query parameters left out of the cache key (tracking parameters and the like).
+    #[serde(default)]
+    pub ignore_query: Vec<String>,
+    /// Cache a variant per image format the client accepts (AVIF, WebP, other), for origins
+    /// that negotiate formats on `Accept`. Default: false.
+    #[serde(default)]
+    pub vary_accept: bool,
+}
+
+fn default_threads() -> usize {
+    2
+}
+fn default_deadline_ms() -> u64 {
+    5000
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn zero_bytes() -> ByteSize {
+    ByteSize(0)
+}
+fn default_block() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_eviction() -> String {
+    EvictionPolicy::default().name().into()
+}
+fn default_heuristic_ttl() -> u64 {
+    60
+}
+
+impl NodeConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Self = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|(field, message)| ConfigError::Invalid {
+            path: path.into(),
+            field,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
+        if self.node_id.is_empty() || !self.node_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return fail("node_id", "must be non-empty and use only letters, digits, - and _");
+        }
+        if self.threads == 0 {
+            return fail("threads", "must be at least 1");
+        }
+        if self.deadline_ms < 100 {
+            return fail("deadline_ms", "must be at least 100");
+        }
+        if self.cache.memory.0 < (1 << 20) {
+            return fail("cache.memory", "must be at least 1MiB");
+        }
+        if self.cache.disk.0 > 0 && self.cache.dir.is_none() {
+            return fail("cache.dir", "is required when cache.disk is not 0");
+        }
+        if self.cache.disk.0 > 0 && self.cache.disk.0 < 4 * self.cache.block.0 {
+            return fail("cache.disk", "must hold at least 4 blocks (see cache.block)");
+        }
+        if self.cache.block.0 < (64 << 10) {
+            return fail("cache.block", "must be at least 64KiB");
+        }
+        if EvictionPolicy::from_name(&self.cache.eviction).is_none() {
+            return fail("cache.eviction", "must be one of s3fifo, lfu, lru, sieve, fifo");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return fail("log_format", "must be text or json");
+        }
+        if self.sites.is_empty() {
+            return fail("sites", "must list at least one site");
+        }
+        for (i, site) in self.sites.iter().enumerate() {
+            if site.name.is_empty() || site.name.contains(['\n', ' ']) {
+                return fail(&format!("sites[{i}].name"), "must be a non-empty word");
+            }
+            if let Err(message) = parse_origin(&site.origin) {
+                return fail(&format!("sites[{i}].origin"), &message);
+            }
+        }
+        Ok(())
+    }
+
+    /// The store configuration of this node.
+    pub fn store_config(&self) -> StoreConfig {
+        let mut store = StoreConfig::new(self.cache.memory.0 as usize)
+            .with_block_bytes(self.cache.block.0 as usize)
+            .with_eviction(EvictionPolicy::from_name(&self.cache.eviction).unwrap_or_default());
+        if let (Some(dir), true) = (&self.cache.dir, self.cache.disk.0 > 0) {
+            store = store.with_disk(dir, self.cache.disk.0 as usize);
+        }
+        store
+    }
+
+    /// The request deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+}
+
+/// Parses an origin URL into `host:port`; only plain HTTP origins are supported.
+pub fn parse_origin(origin: &str) -> Result<String, String> {
+    let uri: http::Uri = origin.parse().map_err(|e| format!("`{origin}` is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => return Err(format!("scheme `{other}` is not supported; use http://")),
+        None => return Err(format!("`{origin}` needs a scheme, like http://{origin}")),
+    }
+    let host = uri.host().ok_or_else(|| format!("`{origin}` has no host"))?;
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!("`{origin}` must not have a path"));
+    }
+    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(80)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "
+node_id: edge-1
+listen: 127.0.0.1:8081
+admin_listen: 127.0.0.1:9081
+cache: { memory: 64MiB, disk: 1GiB, dir: /tmp/x }
+shields: [127.0.0.1:8090]
+sites:
+  - name: default
+    origin: http://127.0.0.1:8080
+";
+
+    #[test]
+    fn accepts_a_good_file_with_defaults() {
+        let c = NodeConfig::parse(GOOD, "edge.yaml").unwrap();
+        assert_eq!(c.cache.memory, ByteSize(64 << 20));
+        assert_eq!(c.cache.disk, ByteSize(1 << 30));
+        assert_eq!(c.deadline_ms, 5000);
+        assert_eq!(c.cache.eviction, "s3fifo");
+    }
+
+    fn error_of(text: &str) -> String {
+        NodeConfig::parse(text, "edge.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = error_of(&GOOD.replace("memory: 64MiB", "memory: 64 apples"));
+        assert!(e.contains("cache.memory") || e.contains("cache"), "{e}");
+        assert!(e.contains("apples"), "{e}");
+        let e = error_of(&GOOD.replace("http://127.0.0.1:8080", "ftp://x"));
+        assert!(e.contains("sites[0].origin"), "{e}");
+        let e = error_of(&GOOD.replace("listen: 127.0.0.1:8081", "listen: nowhere"));
+        assert!(e.contains("listen"), "{e}");
+        let e = error_of(&GOOD.replace("node_id: edge-1", "node_id: edge-1\ncolour: blue"));
+        assert!(e.contains("colour"), "{e}");
+        let e = error_of(&GOOD.replace(", dir: /tmp/x", ""));
+        assert!(e.contains("cache.dir"), "{e}");
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(ByteSize::parse("1.5KiB").unwrap(), ByteSize(1536));
+        assert_eq!(ByteSize::parse("2GB").unwrap(), ByteSize(2_000_000_000));
+        assert!(ByteSize::parse("12 parsecs").is_err());
+    }
+}

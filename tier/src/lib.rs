@@ -1,0 +1,10 @@
+//! What fresco's edge and shield share: the cache policy and proxy, configuration, metrics,
+//! the admin endpoints and the node's process setup.
+
+pub mod admin;
+pub mod cache_key;
+pub mod config;
+pub mod errors;
+pub mod metrics;
+pub mod node;
+pub mod proxy;

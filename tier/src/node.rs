@@ -1,0 +1,122 @@
+//! Running a node: command line, configuration, store, pingora server, shutdown.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use clap::Parser;
+use fresco_store::FoyerStorage;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::services::background::{BackgroundService, background_service};
+use pingora_core::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config::NodeConfig;
+use crate::proxy::{CacheProxy, Role};
+
+/// The command line of `fresco-edge` and `fresco-shield`.
+#[derive(Parser, Debug)]
+pub struct NodeArgs {
+    /// The node's YAML configuration file (see conf/ and the README's configuration reference).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Check the configuration and exit: 0 when valid, 2 with the offending field otherwise.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Opens the store before serving and closes it (flushing the disk queue) on shutdown.
+struct StoreLifecycle {
+    store: &'static FoyerStorage,
+    ready: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl BackgroundService for StoreLifecycle {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.ready.store(true, Ordering::Release);
+        tracing::info!("node ready");
+        let _ = shutdown.changed().await;
+        self.ready.store(false, Ordering::Release);
+        tracing::info!("shutting down: closing the cache store");
+        self.store.close().await;
+        tracing::info!("cache store closed");
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FRESCO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs a node of `role` with the command line of this process. Returns only on a bad
+/// configuration or a failed start; a running node exits from pingora's signal handling
+/// (SIGTERM: graceful, SIGINT: fast).
+pub fn run(role: Role, args: NodeArgs) -> ExitCode {
+    let config = match NodeConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("fresco-{}: invalid configuration: {e}", role.name());
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: configuration ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&config.log_format);
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let store_config = config.store_config().with_metrics_registry(prometheus::default_registry().clone());
+    let store = match runtime.block_on(FoyerStorage::open(store_config)) {
+        Ok(store) => store.leak(),
+        Err(e) => {
+            eprintln!("fresco-{}: {e}", role.name());
+            return ExitCode::from(1);
+        }
+    };
+    let proxy = match CacheProxy::new(role, &config, store) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            eprintln!("fresco-{}: {e}", role.name());
+            return ExitCode::from(1);
+        }
+    };
+
+    let mut conf = ServerConf::default();
+    conf.threads = config.threads;
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(3);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut proxy_service = pingora_proxy::http_proxy_service_with_name(&server.configuration, proxy, "fresco proxy");
+    proxy_service.add_tcp(&config.listen.to_string());
+    let mut admin = Service::new("fresco admin".into(), AdminApp::new(store, ready.clone()));
+    admin.add_tcp(&config.admin_listen.to_string());
+    admin.threads = Some(1);
+    server.add_service(proxy_service);
+    server.add_service(admin);
+    server.add_service(background_service("store", StoreLifecycle { store, ready }));
+
+    tracing::info!(
+        role = role.name(),
+        node = %config.node_id,
+        listen = %config.listen,
+        admin = %config.admin_listen,
+        memory = config.cache.memory.0,
+        disk = config.cache.disk.0,
+        "starting"
+    );
+    server.run_forever()
+}

@@ -1,0 +1,328 @@
+//! [`CacheProxy`]: the pingora `ProxyHttp` both tiers run.
+//!
+//! Edge and shield differ only in where a miss goes ([`Role`]): a shield asks the site's
+//! origin; an edge asks the first shield that accepts a connection, and the origin when no
+//! shield does (or none is configured). Everything else, cache policy included, is shared.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fresco_store::FoyerStorage;
+use http::StatusCode;
+use pingora_cache::cache_control::CacheControl;
+use pingora_cache::filters::resp_cacheable;
+use pingora_cache::key::HashBinary;
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::{CacheMeta, CacheMetaDefaults, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
+use pingora_cache::{CacheKey, VarianceBuilder};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::cache_key::{cache_key, primary_key};
+use crate::config::{NodeConfig, parse_origin};
+use crate::errors::{FailureKind, send_json_error};
+use crate::metrics::METRICS;
+
+/// Which tier a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Client-facing: misses go to a shield.
+    Edge,
+    /// Origin-facing: misses go to the origin.
+    Shield,
+}
+
+impl Role {
+    /// The role's name in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Edge => "edge",
+            Self::Shield => "shield",
+        }
+    }
+}
+
+/// A site as the proxy uses it: names resolved, origin resolved.
+pub struct Site {
+    name: String,
+    hosts: Vec<String>,
+    origin: SocketAddr,
+    origin_authority: String,
+    ignore_query: Vec<String>,
+    vary_accept: bool,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    site: usize,
+    started: Instant,
+    shield_attempt: usize,
+    upstream: Option<&'static str>,
+}
+
+/// The caching reverse proxy of an edge or a shield.
+pub struct CacheProxy {
+    node_id: String,
+    sites: Vec<Site>,
+    shields: Vec<SocketAddr>,
+    deadline: Duration,
+    store: &'static FoyerStorage,
+    lock: &'static CacheKeyLockImpl,
+}
+
+/// Freshness for cacheable responses that carry no Cache-Control or Expires (RFC 9111 §4.2.2
+/// heuristic). pingora takes a plain `fn`, so the configured value lives here.
+static HEURISTIC_TTL_SECS: AtomicU64 = AtomicU64::new(60);
+
+fn heuristic_fresh(status: StatusCode) -> Option<Duration> {
+    // The heuristically cacheable status codes of RFC 9110 §15.1.
+    match status.as_u16() {
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501 => {
+            Some(Duration::from_secs(HEURISTIC_TTL_SECS.load(Ordering::Relaxed)))
+        }
+        _ => None,
+    }
+}
+
+/// No serving stale unless the origin says so in Cache-Control.
+static META_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(heuristic_fresh, 0, 0);
+
+impl CacheProxy {
+    /// Builds the proxy of a node. Fails if an origin name does not resolve.
+    pub fn new(role: Role, config: &NodeConfig, store: &'static FoyerStorage) -> std::io::Result<Self> {
+        HEURISTIC_TTL_SECS.store(config.cache.default_ttl_secs, Ordering::Relaxed);
+        let sites = config
+            .sites
+            .iter()
+            .map(|s| {
+                let authority = parse_origin(&s.origin).map_err(std::io::Error::other)?;
+                let origin = authority.to_socket_addrs()?.next().ok_or_else(|| {
+                    std::io::Error::other(format!("origin {authority} of site {} does not resolve", s.name))
+                })?;
+                Ok(Site {
+                    name: s.name.clone(),
+                    hosts: s.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    origin,
+                    origin_authority: authority,
+                    ignore_query: s.ignore_query.clone(),
+                    vary_accept: s.vary_accept,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let lock: Box<CacheKeyLockImpl> = CacheLock::new_boxed(config.deadline());
+        Ok(Self {
+            node_id: config.node_id.clone(),
+            sites,
+            shields: if role == Role::Edge { config.shields.clone() } else { Vec::new() },
+            deadline: config.deadline(),
+            store,
+            lock: Box::leak(lock),
+        })
+    }
+
+    fn site_for(&self, req: &RequestHeader) -> usize {
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host())
+            .unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_ascii_lowercase();
+        self.sites
+            .iter()
+            .position(|s| s.name == host || s.hosts.iter().any(|h| *h == host))
+            .unwrap_or(0)
+    }
+
+    fn remaining(&self, ctx: &RequestCtx) -> Result<Duration> {
+        self.deadline
+            .checked_sub(ctx.started.elapsed())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Error::explain(ErrorType::ReadTimedout, "request deadline passed before going upstream"))
+    }
+}
+
+/// The `X-Cache` value for where a response came from.
+pub fn cache_label(phase: CachePhase) -> &'static str {
+    match phase {
+        CachePhase::Hit => "HIT",
+        CachePhase::Miss | CachePhase::Expired => "MISS",
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
+        CachePhase::Stale | CachePhase::StaleUpdating => "STALE",
+        _ => "BYPASS",
+    }
+}
+
+/// Coarse classes of what image formats a client accepts; the variance of `vary_accept` sites.
+fn accept_class(req: &RequestHeader) -> &'static str {
+    let accept = req.headers.get(http::header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or("");
+    if accept.contains("image/avif") {
+        "avif"
+    } else if accept.contains("image/webp") {
+        "webp"
+    } else {
+        "other"
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for CacheProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            site: 0,
+            started: Instant::now(),
+            shield_attempt: 0,
+            upstream: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        if !matches!(req.method, http::Method::GET | http::Method::HEAD) {
+            METRICS.errors.with_label_values(&["client"]).inc();
+            let message = format!("method {} not allowed: fresco serves GET and HEAD", req.method);
+            send_json_error(session, 405, &message, &self.node_id).await?;
+            return Ok(true);
+        }
+        ctx.site = self.site_for(req);
+        Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        let mut overrides = CacheOptionOverrides::default();
+        // Waiters give up before the deadline so they still have time to fetch themselves.
+        overrides.wait_timeout = Some(self.deadline * 3 / 4);
+        session.cache.enable(self.store, None, None, Some(self.lock), Some(overrides));
+        session.cache.set_max_file_size_bytes(self.store.config().max_object_bytes());
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let site = &self.sites[ctx.site];
+        let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
+        Ok(cache_key(primary_key(&site.name, target, &site.ignore_query)))
+    }
+
+    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, _: &mut RequestCtx) -> Result<RespCacheable> {
+        if resp.headers.contains_key(http::header::SET_COOKIE) {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("set-cookie")));
+        }
+        let cc = CacheControl::from_resp_headers(resp);
+        let auth = session.req_header().headers.contains_key(http::header::AUTHORIZATION);
+        Ok(resp_cacheable(cc.as_ref(), resp.clone(), auth, &META_DEFAULTS))
+    }
+
+    fn cache_vary_filter(&self, meta: &CacheMeta, ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+        let site = &self.sites[ctx.site];
+        let varies_on_accept = meta
+            .headers()
+            .get_all(http::header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|f| f.trim().eq_ignore_ascii_case("accept")));
+        if !(site.vary_accept && varies_on_accept) {
+            return None;
+        }
+        let mut variance = VarianceBuilder::new();
+        variance.add_value("accept", accept_class(req));
+        variance.finalize()
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let remaining = self.remaining(ctx)?;
+        let (addr, upstream) = match self.shields.get(ctx.shield_attempt) {
+            Some(shield) => (*shield, "shield"),
+            None => (self.sites[ctx.site].origin, "origin"),
+        };
+        ctx.upstream = Some(upstream);
+        METRICS.upstream_fetches.with_label_values(&[upstream]).inc();
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(remaining.min(Duration::from_secs(1)));
+        peer.options.total_connection_timeout = Some(remaining);
+        peer.options.read_timeout = Some(remaining);
+        peer.options.write_timeout = Some(remaining);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(&self, _: &mut Session, _: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        if ctx.shield_attempt < self.shields.len() {
+            // This shield is down: the next one, and after the last one the origin itself.
+            ctx.shield_attempt += 1;
+            METRICS.shield_failovers.inc();
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(&self, _: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        if ctx.upstream == Some("origin") {
+            req.insert_header(http::header::HOST, &self.sites[ctx.site].origin_authority)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(&self, _: &mut Session, resp: &mut ResponseHeader, _: &mut RequestCtx) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        // Per-hop headers of the shield: not to be cached as if they were the object's.
+        resp.remove_header("x-cache");
+        resp.remove_header("x-fresco-node");
+        Ok(())
+    }
+
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, _: &mut RequestCtx) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        resp.insert_header("x-cache", cache_label(session.cache.phase()))?;
+        resp.insert_header("x-fresco-node", &self.node_id)?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _: &mut RequestCtx) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let (kind, status) = FailureKind::of(e);
+        METRICS.errors.with_label_values(&[kind.label()]).inc();
+        let already_answered = session.response_written().is_some();
+        let client_gone = kind == FailureKind::Client && matches!(e.etype(), ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed);
+        if !already_answered && !client_gone {
+            if let Err(write_error) = send_json_error(session, status, kind.message(), &self.node_id).await {
+                tracing::debug!(error = %write_error, "could not send the error response");
+            }
+        }
+        tracing::warn!(status, kind = kind.label(), error = %e, "request failed");
+        FailToProxy {
+            error_code: if client_gone { 0 } else { status },
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let label = cache_label(session.cache.phase());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let class = match status {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        METRICS.requests.with_label_values(&[label, class]).inc();
+        METRICS.latency.with_label_values(&[label]).observe(ctx.started.elapsed().as_secs_f64());
+        if session.cache.enabled() && session.cache.lock_duration().is_some() {
+            METRICS.collapsed.inc();
+        }
+    }
+}
