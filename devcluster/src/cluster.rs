@@ -1,0 +1,225 @@
+//! Starting, watching and stopping the cluster's processes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::state::{ClusterInfo, NodeInfo, Ports, StateDir};
+
+/// How to start a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Number of edges.
+    pub edges: usize,
+    /// Number of shields.
+    pub shields: usize,
+    /// An existing origin; `None` starts the demo origin.
+    pub origin: Option<String>,
+    /// Where configs, caches, logs, ports and `cluster.json` live.
+    pub state_dir: PathBuf,
+    /// Edges' request deadline; shields get nine tenths of it, so their 504 arrives first.
+    pub deadline_ms: u64,
+    /// Where `fresco-edge` and `fresco-shield` are.
+    pub bin_dir: PathBuf,
+}
+
+struct Process {
+    id: String,
+    child: Child,
+}
+
+/// Kills the child with SIGTERM when devcluster itself dies, even by `kill -9`.
+///
+/// PR_SET_PDEATHSIG fires when the *thread* that forked exits; devcluster runs on one thread
+/// (a current-thread runtime) so that is the process's lifetime.
+#[expect(unsafe_code, reason = "prctl between fork and exec is async-signal-safe")]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn spawn(id: &str, program: &Path, args: &[&str], state: &StateDir) -> anyhow::Result<Process> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.log(id))
+        .with_context(|| format!("opening the log of {id}"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    die_with_parent(&mut cmd);
+    let child = cmd.spawn().with_context(|| format!("starting {id} ({})", program.display()))?;
+    Ok(Process { id: id.into(), child })
+}
+
+fn node_config(id: &str, listen: SocketAddr, admin: SocketAddr, deadline_ms: u64, origin: &str, shields: &[SocketAddr], state: &StateDir) -> String {
+    let shields: Vec<String> = shields.iter().map(|s| s.to_string()).collect();
+    format!(
+        "# written by devcluster; edit freely, it is rewritten on the next devcluster start\n\
+         node_id: {id}\n\
+         listen: {listen}\n\
+         admin_listen: {admin}\n\
+         threads: 2\n\
+         deadline_ms: {deadline_ms}\n\
+         cache:\n  memory: 64MiB\n  disk: 256MiB\n  dir: {cache}\n  block: 4MiB\n\
+         shields: [{shields}]\n\
+         sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign]\n",
+        cache = state.cache(id).display(),
+        shields = shields.join(", "),
+    )
+}
+
+async fn wait_ready(process: &mut Process, url: &str, state: &StateDir) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Some(status) = process.child.try_wait()? {
+            let log = std::fs::read_to_string(state.log(&process.id)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            bail!(
+                "{} exited ({status}) before it was ready; last log lines:\n{}",
+                process.id,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{} did not become ready within 60 s (see {})", process.id, state.log(&process.id).display())
+}
+
+/// Stops every process: SIGTERM, then SIGKILL after five seconds.
+async fn stop_all(processes: &mut [Process]) {
+    for p in processes.iter() {
+        if let Some(pid) = p.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for p in processes.iter_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, p.child.wait()).await.is_err() {
+            eprintln!("{} did not stop within 5 s; killing it", p.id);
+            let _ = p.child.kill().await;
+        }
+    }
+}
+
+/// Starts the cluster, prints `READY <cluster.json>`, and runs until SIGINT or SIGTERM.
+pub async fn run(options: ClusterOptions) -> anyhow::Result<()> {
+    let state = StateDir::create(&options.state_dir)?;
+    let mut ports = Ports::load(state.root());
+    let mut processes: Vec<Process> = Vec::new();
+    let result = start(&options, &state, &mut ports, &mut processes).await;
+    ports.save(state.root())?;
+    let info = match result {
+        Ok(info) => info,
+        Err(e) => {
+            stop_all(&mut processes).await;
+            return Err(e);
+        }
+    };
+    let path = state.cluster_json();
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+    std::fs::rename(&tmp, &path)?;
+    print_welcome(&info);
+    println!("READY {}", path.display());
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = sigterm.recv() => eprintln!("SIGTERM: stopping the cluster"),
+        _ = sigint.recv() => eprintln!("SIGINT: stopping the cluster"),
+    }
+    stop_all(&mut processes).await;
+    let _ = std::fs::remove_file(&path);
+    eprintln!("cluster stopped");
+    Ok(())
+}
+
+async fn start(options: &ClusterOptions, state: &StateDir, ports: &mut Ports, processes: &mut Vec<Process>) -> anyhow::Result<ClusterInfo> {
+    let origin = match &options.origin {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let addr = ports.addr("origin")?;
+            let me = std::env::current_exe()?;
+            let dir = state.origin_files();
+            let (listen, dir) = (addr.to_string(), dir.display().to_string());
+            let mut process = spawn("origin", &me, &["demo-origin", "--listen", &listen, "--dir", &dir], state)?;
+            let took = wait_ready(&mut process, &format!("http://{addr}/healthz"), state).await?;
+            eprintln!("origin     http://{addr}  ready in {took:.1?}");
+            processes.push(process);
+            format!("http://{addr}")
+        }
+    };
+    let mut info = ClusterInfo {
+        origin: origin.clone(),
+        edges: Vec::new(),
+        shields: Vec::new(),
+    };
+    let mut shield_addrs = Vec::new();
+    let tiers = [("shield", options.shields, "fresco-shield"), ("edge", options.edges, "fresco-edge")];
+    for (role, count, binary) in tiers {
+        for i in 1..=count {
+            let id = format!("{role}-{i}");
+            let listen = ports.addr(&id)?;
+            let admin = ports.addr(&format!("{id}-admin"))?;
+            let (deadline, shields) = match role {
+                "shield" => (options.deadline_ms * 9 / 10, &[][..]),
+                _ => (options.deadline_ms, &shield_addrs[..]),
+            };
+            let config = state.config(&id);
+            std::fs::write(&config, node_config(&id, listen, admin, deadline, &origin, shields, state))?;
+            let program = options.bin_dir.join(binary);
+            let mut process = spawn(&id, &program, &["-c", &config.display().to_string()], state)?;
+            let took = wait_ready(&mut process, &format!("http://{admin}/readyz"), state).await?;
+            eprintln!("{id:<10} http://{listen}  admin http://{admin}  ready in {took:.1?}");
+            let node = NodeInfo {
+                id,
+                url: format!("http://{listen}"),
+                admin: format!("http://{admin}"),
+                pid: process.child.id().unwrap_or_default(),
+                config,
+            };
+            processes.push(process);
+            match role {
+                "shield" => {
+                    shield_addrs.push(listen);
+                    info.shields.push(node);
+                }
+                _ => info.edges.push(node),
+            }
+        }
+    }
+    Ok(info)
+}
+
+fn print_welcome(info: &ClusterInfo) {
+    let Some(edge) = info.edges.first() else { return };
+    eprintln!();
+    eprintln!("fresco is running. Open {}/img/sunset.jpg", edge.url);
+    eprintln!("  try:     curl -sI {}/img/sunset.jpg | grep -i x-cache   (MISS, then HIT)", edge.url);
+    eprintln!("  metrics: {}/metrics", edge.admin);
+    eprintln!("  stop:    Ctrl-C");
+    eprintln!();
+}

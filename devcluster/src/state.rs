@@ -1,0 +1,120 @@
+//! What a cluster keeps in its state dir: port assignments, node configs, `cluster.json`.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// `cluster.json`: where everything is. Tests and tools read this file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The origin's base URL.
+    pub origin: String,
+    /// The edges, in id order.
+    pub edges: Vec<NodeInfo>,
+    /// The shields, in id order.
+    pub shields: Vec<NodeInfo>,
+}
+
+/// One node of the cluster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// `edge-1`, `shield-1`, …
+    pub id: String,
+    /// Base URL of its proxy listener.
+    pub url: String,
+    /// Base URL of its admin listener.
+    pub admin: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Its configuration file; `fresco-edge -c <config>` restarts it as it was.
+    pub config: PathBuf,
+}
+
+impl ClusterInfo {
+    /// Reads `cluster.json`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+    }
+}
+
+/// The ports of each named process, kept in `DIR/ports.json` so that a restart reuses them.
+#[derive(Default, Serialize, Deserialize)]
+pub struct Ports {
+    by_name: BTreeMap<String, u16>,
+}
+
+impl Ports {
+    /// Loads `DIR/ports.json`, or starts empty.
+    pub fn load(dir: &Path) -> Self {
+        std::fs::read(dir.join("ports.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Saves `DIR/ports.json`.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::write(dir.join("ports.json"), serde_json::to_vec_pretty(self)?)
+    }
+
+    /// The address of `name`, assigning a free loopback port the first time.
+    pub fn addr(&mut self, name: &str) -> std::io::Result<SocketAddr> {
+        if let Some(port) = self.by_name.get(name) {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], *port)));
+        }
+        // Ask the kernel for a free port. Another process could take it before the node
+        // binds; the node then fails to start and says so.
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        self.by_name.insert(name.to_string(), port);
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+}
+
+/// Paths inside a state dir.
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Uses (and creates) `root`.
+    pub fn create(root: &Path) -> std::io::Result<Self> {
+        for sub in ["conf", "cache", "logs"] {
+            std::fs::create_dir_all(root.join(sub))?;
+        }
+        Ok(Self {
+            root: std::path::absolute(root)?,
+        })
+    }
+
+    /// The state dir itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Configuration file of a node.
+    pub fn config(&self, id: &str) -> PathBuf {
+        self.root.join("conf").join(format!("{id}.yaml"))
+    }
+
+    /// Cache directory of a node.
+    pub fn cache(&self, id: &str) -> PathBuf {
+        self.root.join("cache").join(id)
+    }
+
+    /// Log file of a process.
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{id}.log"))
+    }
+
+    /// Files the demo origin serves.
+    pub fn origin_files(&self) -> PathBuf {
+        self.root.join("origin")
+    }
+
+    /// `cluster.json`.
+    pub fn cluster_json(&self) -> PathBuf {
+        self.root.join("cluster.json")
+    }
+}
