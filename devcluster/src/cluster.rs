@@ -65,11 +65,21 @@ fn spawn(id: &str, program: &Path, args: &[&str], state: &StateDir) -> anyhow::R
         .stderr(log)
         .kill_on_drop(true);
     die_with_parent(&mut cmd);
-    let child = cmd.spawn().with_context(|| format!("starting {id} ({})", program.display()))?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {id} ({})", program.display()))?;
     Ok(Process { id: id.into(), child })
 }
 
-fn node_config(id: &str, listen: SocketAddr, admin: SocketAddr, deadline_ms: u64, origin: &str, shields: &[SocketAddr], state: &StateDir) -> String {
+fn node_config(
+    id: &str,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    deadline_ms: u64,
+    origin: &str,
+    shields: &[SocketAddr],
+    state: &StateDir,
+) -> String {
     let shields: Vec<String> = shields.iter().map(|s| s.to_string()).collect();
     format!(
         "# written by devcluster; edit freely, it is rewritten on the next devcluster start\n\
@@ -104,7 +114,11 @@ async fn wait_ready(process: &mut Process, url: &str, state: &StateDir) -> anyho
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("{} did not become ready within 60 s (see {})", process.id, state.log(&process.id).display())
+    bail!(
+        "{} did not become ready within 60 s (see {})",
+        process.id,
+        state.log(&process.id).display()
+    )
 }
 
 /// Stops every process: SIGTERM, then SIGKILL after five seconds.
@@ -157,7 +171,12 @@ pub async fn run(options: ClusterOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start(options: &ClusterOptions, state: &StateDir, ports: &mut Ports, processes: &mut Vec<Process>) -> anyhow::Result<ClusterInfo> {
+async fn start(
+    options: &ClusterOptions,
+    state: &StateDir,
+    ports: &mut Ports,
+    processes: &mut Vec<Process>,
+) -> anyhow::Result<ClusterInfo> {
     let origin = match &options.origin {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
@@ -165,7 +184,12 @@ async fn start(options: &ClusterOptions, state: &StateDir, ports: &mut Ports, pr
             let me = std::env::current_exe()?;
             let dir = state.origin_files();
             let (listen, dir) = (addr.to_string(), dir.display().to_string());
-            let mut process = spawn("origin", &me, &["demo-origin", "--listen", &listen, "--dir", &dir], state)?;
+            let mut process = spawn(
+                "origin",
+                &me,
+                &["demo-origin", "--listen", &listen, "--dir", &dir],
+                state,
+            )?;
             let took = wait_ready(&mut process, &format!("http://{addr}/healthz"), state).await?;
             eprintln!("origin     http://{addr}  ready in {took:.1?}");
             processes.push(process);
@@ -178,7 +202,10 @@ async fn start(options: &ClusterOptions, state: &StateDir, ports: &mut Ports, pr
         shields: Vec::new(),
     };
     let mut shield_addrs = Vec::new();
-    let tiers = [("shield", options.shields, "fresco-shield"), ("edge", options.edges, "fresco-edge")];
+    let tiers = [
+        ("shield", options.shields, "fresco-shield"),
+        ("edge", options.edges, "fresco-edge"),
+    ];
     for (role, count, binary) in tiers {
         for i in 1..=count {
             let id = format!("{role}-{i}");
@@ -189,7 +216,10 @@ async fn start(options: &ClusterOptions, state: &StateDir, ports: &mut Ports, pr
                 _ => (options.deadline_ms, &shield_addrs[..]),
             };
             let config = state.config(&id);
-            std::fs::write(&config, node_config(&id, listen, admin, deadline, &origin, shields, state))?;
+            std::fs::write(
+                &config,
+                node_config(&id, listen, admin, deadline, &origin, shields, state),
+            )?;
             let program = options.bin_dir.join(binary);
             let mut process = spawn(&id, &program, &["-c", &config.display().to_string()], state)?;
             let took = wait_ready(&mut process, &format!("http://{admin}/readyz"), state).await?;
@@ -218,7 +248,10 @@ fn print_welcome(info: &ClusterInfo) {
     let Some(edge) = info.edges.first() else { return };
     eprintln!();
     eprintln!("fresco is running. Open {}/img/sunset.jpg", edge.url);
-    eprintln!("  try:     curl -sI {}/img/sunset.jpg | grep -i x-cache   (MISS, then HIT)", edge.url);
+    eprintln!(
+        "  try:     curl -sI {}/img/sunset.jpg | grep -i x-cache   (MISS, then HIT)",
+        edge.url
+    );
     eprintln!("  metrics: {}/metrics", edge.admin);
     eprintln!("  stop:    Ctrl-C");
     eprintln!();

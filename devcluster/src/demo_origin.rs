@@ -37,7 +37,11 @@ pub fn seed(root: &Path) -> std::io::Result<()> {
 
 /// The content type of a file name.
 pub fn content_type(name: &str) -> &'static str {
-    match name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).as_deref() {
+    match name
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("png") => "image/png",
         Some("webp") => "image/webp",
@@ -77,7 +81,10 @@ async fn image(State(root): State<PathBuf>, UrlPath(name): UrlPath<String>, head
         ([(header::CONTENT_TYPE, content_type(&name))], body).into_response()
     };
     let h = response.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex is a valid header"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     response
 }

@@ -47,7 +47,7 @@ impl EvictionPolicy {
             Self::S3Fifo => foyer::S3FifoConfig::default().into(),
             Self::Lfu => foyer::LfuConfig::default().into(),
             Self::Lru => foyer::LruConfig::default().into(),
-            Self::Sieve => foyer::SieveConfig::default().into(),
+            Self::Sieve => foyer::SieveConfig {}.into(),
             Self::Fifo => foyer::FifoConfig::default().into(),
         }
     }

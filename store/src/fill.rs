@@ -270,7 +270,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         fill.settle(FillStatus::Failed);
-        assert!(waiting.await.unwrap().is_err(), "a failed fill must not look like a complete body");
+        assert!(
+            waiting.await.unwrap().is_err(),
+            "a failed fill must not look like a complete body"
+        );
         // Settling is final.
         fill.settle(FillStatus::Complete);
         assert_eq!(fill.status(), FillStatus::Failed);

@@ -120,7 +120,8 @@ impl StoredObject {
         let meta_internal = read_field(r, "meta_internal", MAX_META_LEN as u64, 4)?;
         let meta_header = read_field(r, "meta_header", MAX_META_LEN as u64, 4)?;
         let body = read_field(r, "body", u32::MAX as u64, 8)?;
-        let meta = CacheMeta::deserialize(&meta_internal, &meta_header).map_err(|e| FormatError::Meta(e.to_string()))?;
+        let meta =
+            CacheMeta::deserialize(&meta_internal, &meta_header).map_err(|e| FormatError::Meta(e.to_string()))?;
         Ok(Self {
             meta,
             meta_internal,

@@ -1,7 +1,9 @@
 //! The store's own Prometheus series (foyer adds its `foyer_*` series to the same registry).
 
 use once_cell::sync::Lazy;
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, register_int_counter, register_int_counter_vec, register_int_gauge_vec};
+use prometheus::{
+    IntCounter, IntCounterVec, IntGaugeVec, register_int_counter, register_int_counter_vec, register_int_gauge_vec,
+};
 
 pub(crate) struct StoreMetrics {
     pub lookups: IntCounterVec,

@@ -12,11 +12,11 @@ use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
     HybridCacheProperties, Location, RecoverMode, Source, Spawner,
 };
+use parking_lot::Mutex;
 use pingora_cache::key::{CacheHashKey, CacheKey};
 use pingora_cache::storage::{HandleMiss, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage};
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheMeta, HitHandler};
-use parking_lot::Mutex;
 use pingora_error::{ErrorType, Result};
 
 use crate::config::StoreConfig;
@@ -179,7 +179,10 @@ impl FoyerStorage {
 
     /// Updates the byte gauges; call before exporting metrics.
     pub fn refresh_gauges(&self) {
-        METRICS.bytes.with_label_values(&["memory"]).set(self.cache.memory().usage() as i64);
+        METRICS
+            .bytes
+            .with_label_values(&["memory"])
+            .set(self.cache.memory().usage() as i64);
     }
 
     /// Whether an object is stored (memory or disk); may be a false positive on disk.
@@ -207,8 +210,11 @@ impl FoyerStorage {
     fn insert(&self, hash: u128, obj: StoredObject) {
         if obj.body().len() > self.config.max_disk_object_bytes() && self.config.disk_dir.is_some() {
             METRICS.memory_only.inc();
-            self.cache
-                .insert_with_properties(hash, obj, HybridCacheProperties::default().with_location(Location::InMem));
+            self.cache.insert_with_properties(
+                hash,
+                obj,
+                HybridCacheProperties::default().with_location(Location::InMem),
+            );
         } else {
             self.cache.insert(hash, obj);
         }
@@ -345,7 +351,12 @@ impl HandleMiss for FillWriter {
         )?;
         // Only a fill still registered is stored: a purge that removed it while it was being
         // written must not be undone by its completion.
-        if self.storage.fills.get(self.hash).is_some_and(|f| f.id() == self.fill.id()) {
+        if self
+            .storage
+            .fills
+            .get(self.hash)
+            .is_some_and(|f| f.id() == self.fill.id())
+        {
             self.storage.insert(self.hash, obj);
         }
         self.storage.fills.remove_if(self.hash, self.fill.id());

@@ -47,7 +47,11 @@ impl ServeHttp for AdminApp {
                 let encoder = TextEncoder::new();
                 if let Err(e) = encoder.encode(&prometheus::gather(), &mut body) {
                     let body = serde_json::json!({ "error": format!("encoding metrics: {e}") });
-                    return text(StatusCode::INTERNAL_SERVER_ERROR, "application/json", body.to_string().into());
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "application/json",
+                        body.to_string().into(),
+                    );
                 }
                 text(StatusCode::OK, encoder.format_type(), body)
             }

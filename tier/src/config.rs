@@ -21,12 +21,12 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The YAML does not match the schema (serde's message starts with the field's path).
+    /// The YAML does not match the schema.
     #[error("{path}: {message}")]
     Parse {
         /// The file.
         path: String,
-        /// serde_yaml's message, which names the field.
+        /// What is wrong, starting with the field's dotted path.
         message: String,
     },
     /// A field has a value that parses but cannot work.
@@ -49,9 +49,13 @@ impl ByteSize {
     /// Parses `"256MiB"`, `"1.5GiB"`, `"1000"`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size like 256MiB"))?;
         let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kib" => 1 << 10,
@@ -62,7 +66,11 @@ impl ByteSize {
             "mb" => 1_000_000,
             "gb" => 1_000_000_000,
             "tb" => 1_000_000_000_000,
-            other => return Err(format!("unknown size unit `{other}` (use KiB, MiB, GiB, TiB, KB, MB, GB)")),
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` (use KiB, MiB, GiB, TiB, KB, MB, GB)"
+                ));
+            }
         };
         Ok(Self((number * scale as f64) as u64))
     }
@@ -189,9 +197,19 @@ impl NodeConfig {
 
     /// Parses and validates configuration text; `path` is only used in messages.
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let config: Self = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
+        // serde_yaml alone reports the innermost *mapping* (`cache`); the path tracker names
+        // the field itself (`cache.memory`).
+        let config: Self = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            ConfigError::Parse {
+                path: path.into(),
+                message: if field == "." {
+                    inner
+                } else {
+                    format!("field `{field}`: {inner}")
+                },
+            }
         })?;
         config.validate().map_err(|(field, message)| ConfigError::Invalid {
             path: path.into(),
@@ -203,7 +221,11 @@ impl NodeConfig {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let fail = |field: &str, message: &str| Err((field.to_string(), message.to_string()));
-        if self.node_id.is_empty() || !self.node_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        if self.node_id.is_empty()
+            || !self
+                .node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return fail("node_id", "must be non-empty and use only letters, digits, - and _");
         }

@@ -56,7 +56,12 @@ impl FailureKind {
 }
 
 /// Sends `status` with a JSON body `{"error": message, "node": node}`.
-pub async fn send_json_error(session: &mut Session, status: u16, message: &str, node: &str) -> pingora_error::Result<()> {
+pub async fn send_json_error(
+    session: &mut Session,
+    status: u16,
+    message: &str,
+    node: &str,
+) -> pingora_error::Result<()> {
     let body = serde_json::json!({ "error": message, "node": node }).to_string();
     let mut header = ResponseHeader::build(status, Some(4))?;
     header.insert_header("content-type", "application/json")?;

@@ -33,7 +33,9 @@ pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| TierMetrics {
         "fresco_request_duration_seconds",
         "Time from request to the end of the response, by cache result",
         &["cache"],
-        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+        vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+        ]
     )
     .unwrap(),
     upstream_fetches: register_int_counter_vec!(

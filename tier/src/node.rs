@@ -50,7 +50,9 @@ impl BackgroundService for StoreLifecycle {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FRESCO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -75,8 +77,13 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     }
     init_tracing(&config.log_format);
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    let store_config = config.store_config().with_metrics_registry(prometheus::default_registry().clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let store_config = config
+        .store_config()
+        .with_metrics_registry(prometheus::default_registry().clone());
     let store = match runtime.block_on(FoyerStorage::open(store_config)) {
         Ok(store) => store.leak(),
         Err(e) => {
@@ -92,10 +99,12 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
         }
     };
 
-    let mut conf = ServerConf::default();
-    conf.threads = config.threads;
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(3);
+    let conf = ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(3),
+        ..Default::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

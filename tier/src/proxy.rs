@@ -15,8 +15,8 @@ use pingora_cache::cache_control::CacheControl;
 use pingora_cache::filters::resp_cacheable;
 use pingora_cache::key::HashBinary;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora_cache::{CacheMeta, CacheMetaDefaults, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
 use pingora_cache::{CacheKey, VarianceBuilder};
+use pingora_cache::{CacheMeta, CacheMetaDefaults, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -117,7 +117,11 @@ impl CacheProxy {
         Ok(Self {
             node_id: config.node_id.clone(),
             sites,
-            shields: if role == Role::Edge { config.shields.clone() } else { Vec::new() },
+            shields: if role == Role::Edge {
+                config.shields.clone()
+            } else {
+                Vec::new()
+            },
             deadline: config.deadline(),
             store,
             lock: Box::leak(lock),
@@ -134,7 +138,7 @@ impl CacheProxy {
         let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_ascii_lowercase();
         self.sites
             .iter()
-            .position(|s| s.name == host || s.hosts.iter().any(|h| *h == host))
+            .position(|s| s.name == host || s.hosts.contains(&host))
             .unwrap_or(0)
     }
 
@@ -159,7 +163,11 @@ pub fn cache_label(phase: CachePhase) -> &'static str {
 
 /// Coarse classes of what image formats a client accepts; the variance of `vary_accept` sites.
 fn accept_class(req: &RequestHeader) -> &'static str {
-    let accept = req.headers.get(http::header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or("");
+    let accept = req
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or("");
     if accept.contains("image/avif") {
         "avif"
     } else if accept.contains("image/webp") {
@@ -198,8 +206,12 @@ impl ProxyHttp for CacheProxy {
         let mut overrides = CacheOptionOverrides::default();
         // Waiters give up before the deadline so they still have time to fetch themselves.
         overrides.wait_timeout = Some(self.deadline * 3 / 4);
-        session.cache.enable(self.store, None, None, Some(self.lock), Some(overrides));
-        session.cache.set_max_file_size_bytes(self.store.config().max_object_bytes());
+        session
+            .cache
+            .enable(self.store, None, None, Some(self.lock), Some(overrides));
+        session
+            .cache
+            .set_max_file_size_bytes(self.store.config().max_object_bytes());
         Ok(())
     }
 
@@ -209,7 +221,12 @@ impl ProxyHttp for CacheProxy {
         Ok(cache_key(primary_key(&site.name, target, &site.ignore_query)))
     }
 
-    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, _: &mut RequestCtx) -> Result<RespCacheable> {
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        _: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("set-cookie")));
         }
@@ -260,7 +277,12 @@ impl ProxyHttp for CacheProxy {
         e
     }
 
-    async fn upstream_request_filter(&self, _: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()>
+    async fn upstream_request_filter(
+        &self,
+        _: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()>
     where
         Self::CTX: Send + Sync,
     {
@@ -270,7 +292,12 @@ impl ProxyHttp for CacheProxy {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _: &mut Session, resp: &mut ResponseHeader, _: &mut RequestCtx) -> Result<()>
+    async fn upstream_response_filter(
+        &self,
+        _: &mut Session,
+        resp: &mut ResponseHeader,
+        _: &mut RequestCtx,
+    ) -> Result<()>
     where
         Self::CTX: Send + Sync,
     {
@@ -296,11 +323,16 @@ impl ProxyHttp for CacheProxy {
         let (kind, status) = FailureKind::of(e);
         METRICS.errors.with_label_values(&[kind.label()]).inc();
         let already_answered = session.response_written().is_some();
-        let client_gone = kind == FailureKind::Client && matches!(e.etype(), ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed);
-        if !already_answered && !client_gone {
-            if let Err(write_error) = send_json_error(session, status, kind.message(), &self.node_id).await {
-                tracing::debug!(error = %write_error, "could not send the error response");
-            }
+        let client_gone = kind == FailureKind::Client
+            && matches!(
+                e.etype(),
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+            );
+        if !already_answered
+            && !client_gone
+            && let Err(write_error) = send_json_error(session, status, kind.message(), &self.node_id).await
+        {
+            tracing::debug!(error = %write_error, "could not send the error response");
         }
         tracing::warn!(status, kind = kind.label(), error = %e, "request failed");
         FailToProxy {
@@ -320,7 +352,10 @@ impl ProxyHttp for CacheProxy {
             _ => "none",
         };
         METRICS.requests.with_label_values(&[label, class]).inc();
-        METRICS.latency.with_label_values(&[label]).observe(ctx.started.elapsed().as_secs_f64());
+        METRICS
+            .latency
+            .with_label_values(&[label])
+            .observe(ctx.started.elapsed().as_secs_f64());
         if session.cache.enabled() && session.cache.lock_duration().is_some() {
             METRICS.collapsed.inc();
         }

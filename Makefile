@@ -1,0 +1,30 @@
+# fresco: `make run` starts a local cluster, `make test` runs every test.
+CARGO ?= cargo
+STATE ?= state
+
+.PHONY: run build test lint bench clean setup
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@echo "==> building fresco (release; the first build takes a few minutes)"
+	$(CARGO) build --release --bins
+
+run: build
+	@echo "==> starting a local cluster in ./$(STATE) (Ctrl-C stops it)"
+	target/release/devcluster --state-dir $(STATE)
+
+test: build
+	@echo "==> running the tests (unit, store, end-to-end on real processes)"
+	$(CARGO) test --release --workspace
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+bench: build
+	loadtest/peers.sh
+
+clean:
+	rm -rf $(STATE)

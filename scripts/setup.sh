@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building and testing fresco needs, when it can (as root, from Debian's
+# packages); otherwise prints the exact command to run. Used by `make run` and `make test`.
+set -euo pipefail
+
+need_pkgs=()
+command -v cmake >/dev/null || need_pkgs+=(cmake)          # pingora's zlib-ng build
+command -v cc >/dev/null || need_pkgs+=(build-essential)
+command -v curl >/dev/null || need_pkgs+=(curl)
+
+if ! command -v cargo >/dev/null; then
+  echo "fresco needs a Rust toolchain (1.91 or newer): https://rustup.rs, then run this again." >&2
+  exit 1
+fi
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing ${need_pkgs[*]} (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "fresco needs: ${need_pkgs[*]}. Install them with:" >&2
+    echo "  sudo apt-get install -y ${need_pkgs[*]}" >&2
+    exit 1
+  fi
+fi

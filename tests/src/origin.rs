@@ -1,0 +1,125 @@
+//! A test origin on a real socket, whose behaviour is chosen by the path's first segment and
+//! which counts what it is asked.
+//!
+//! | path | behaviour |
+//! |---|---|
+//! | `/img/…` | 20 KB body derived from the path, `public, max-age=300`, ETag, honours `If-None-Match` |
+//! | `/short/…` | as `/img/` with `max-age=1` |
+//! | `/slow/…` | as `/img/` after 300 ms |
+//! | `/private/…` | `Cache-Control: private` |
+//! | `/cookie/…` | sets a cookie |
+//! | `/hang/…` | never answers within a test's time |
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// What the origin saw for one path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// All requests.
+    pub requests: usize,
+    /// Requests carrying `If-None-Match`.
+    pub conditional: usize,
+    /// 304 answers.
+    pub not_modified: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+/// A running test origin.
+pub struct TestOrigin {
+    /// Its base URL.
+    pub url: String,
+    shared: Arc<Shared>,
+}
+
+/// The body the origin sends for `path`: 20 KB, distinct per path.
+pub fn body_of(path: &str) -> Vec<u8> {
+    let mut body = vec![0u8; 20 * 1024];
+    blake3::Hasher::new()
+        .update(path.as_bytes())
+        .finalize_xof()
+        .fill(&mut body);
+    body
+}
+
+/// The ETag the origin sends for `path`.
+pub fn etag_of(path: &str) -> String {
+    format!("\"{}\"", &blake3::hash(path.as_bytes()).to_hex()[..16])
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let if_none_match = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let etag = etag_of(&path);
+    let not_modified = if_none_match
+        .as_deref()
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    {
+        let mut seen = shared.seen.lock().unwrap();
+        let s = seen.entry(path.clone()).or_default();
+        s.requests += 1;
+        s.conditional += usize::from(if_none_match.is_some());
+        s.not_modified += usize::from(not_modified);
+    }
+    let kind = path.split('/').nth(1).unwrap_or("");
+    let cache_control = match kind {
+        "img" | "slow" => "public, max-age=300",
+        "short" => "public, max-age=1",
+        "private" => "private, max-age=300",
+        "cookie" => "public, max-age=300",
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            "no-store"
+        }
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    if kind == "slow" {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "image/jpeg")], body_of(&path)).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).unwrap());
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    if kind == "cookie" {
+        h.insert(header::SET_COOKIE, HeaderValue::from_static("session=abc; Path=/"));
+    }
+    response
+}
+
+impl TestOrigin {
+    /// Starts the origin on a free loopback port, in the calling tokio runtime.
+    pub async fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, shared }
+    }
+
+    /// What the origin saw for `path`.
+    pub fn seen(&self, path: &str) -> Seen {
+        self.shared.seen.lock().unwrap().get(path).copied().unwrap_or_default()
+    }
+}

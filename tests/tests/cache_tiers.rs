@@ -1,0 +1,214 @@
+//! The cache tiers end to end: real edges, shield and origin processes on real sockets.
+
+use std::time::{Duration, Instant};
+
+use fresco_e2e::origin::{TestOrigin, body_of, etag_of};
+use fresco_e2e::{Cluster, bin_dir, client, header, x_cache};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miss_then_hit_and_the_second_edge_is_served_by_the_shield() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let http = client();
+    let path = "/img/cat.jpg";
+
+    let first = http.get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(x_cache(&first), "MISS");
+    assert_eq!(header(&first, "x-fresco-node"), "edge-1");
+    assert_eq!(header(&first, "etag"), etag_of(path));
+    assert_eq!(first.bytes().await.unwrap().as_ref(), body_of(path));
+
+    let second = http.get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(x_cache(&second), "HIT");
+    assert!(!header(&second, "age").is_empty(), "a hit carries Age");
+    assert_eq!(second.bytes().await.unwrap().as_ref(), body_of(path));
+
+    let other_edge = http.get(cluster.edge_url(1, path)).send().await.unwrap();
+    assert_eq!(x_cache(&other_edge), "MISS", "edge-2 had not seen it");
+    assert_eq!(header(&other_edge, "x-fresco-node"), "edge-2");
+    assert_eq!(other_edge.bytes().await.unwrap().as_ref(), body_of(path));
+    assert_eq!(origin.seen(path).requests, 1, "the shield served edge-2 from its cache");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_concurrent_cold_requests_cost_one_origin_fetch() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let http = client();
+    let path = "/slow/cold.jpg";
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let (http, url) = (http.clone(), cluster.edge_url(i % 2, path));
+        requests.spawn(async move {
+            let resp = http.get(url).send().await.unwrap();
+            (resp.status(), resp.bytes().await.unwrap())
+        });
+    }
+    let expected = body_of(path);
+    while let Some(result) = requests.join_next().await {
+        let (status, body) = result.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body.as_ref(), expected, "every waiter gets the whole body");
+    }
+    assert_eq!(
+        origin.seen(path).requests,
+        1,
+        "concurrent misses collapse into one origin fetch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_object_is_revalidated_with_a_304() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let http = client();
+    let path = "/short/clock.jpg";
+    let first = http.get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(x_cache(&first), "MISS");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let again = http.get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(x_cache(&again), "REVALIDATED");
+    assert_eq!(
+        again.bytes().await.unwrap().as_ref(),
+        body_of(path),
+        "the cached body is served"
+    );
+    let seen = origin.seen(path);
+    assert_eq!(seen.requests, 2);
+    assert_eq!(
+        (seen.conditional, seen.not_modified),
+        (1, 1),
+        "one If-None-Match answered with 304"
+    );
+
+    let fresh_again = http.get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(x_cache(&fresh_again), "HIT", "the 304 refreshed the object");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_conditional_and_range_requests_are_served_from_cache() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let http = client();
+    let path = "/img/range.jpg";
+    let url = cluster.edge_url(0, path);
+    http.get(&url).send().await.unwrap().bytes().await.unwrap();
+
+    let head = http.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(x_cache(&head), "HIT");
+    assert_eq!(header(&head, "content-length"), body_of(path).len().to_string());
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    let conditional = http
+        .get(&url)
+        .header("if-none-match", etag_of(path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conditional.status(), 304);
+    assert_eq!(x_cache(&conditional), "HIT");
+
+    let range = http.get(&url).header("range", "bytes=100-199").send().await.unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(x_cache(&range), "HIT");
+    assert_eq!(
+        header(&range, "content-range"),
+        format!("bytes 100-199/{}", body_of(path).len())
+    );
+    assert_eq!(range.bytes().await.unwrap().as_ref(), &body_of(path)[100..200]);
+
+    assert_eq!(origin.seen(path).requests, 1, "none of these went to the origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_and_cookie_responses_are_not_shared() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let http = client();
+    for path in ["/private/account.jpg", "/cookie/avatar.jpg"] {
+        for _ in 0..2 {
+            let resp = http.get(cluster.edge_url(0, path)).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(x_cache(&resp), "BYPASS", "{path}");
+        }
+        assert_eq!(origin.seen(path).requests, 2, "{path} must reach the origin every time");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_down_is_a_502_with_a_json_error() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cluster = Cluster::builder().origin(format!("http://127.0.0.1:{port}")).start();
+    let resp = client().get(cluster.edge_url(0, "/img/a.jpg")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(header(&resp, "content-type"), "application/json");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_origin_is_a_504_within_the_deadline() {
+    let origin = TestOrigin::start().await;
+    let deadline = Duration::from_millis(1500);
+    let cluster = Cluster::builder()
+        .origin(&origin.url)
+        .deadline_ms(deadline.as_millis() as u64)
+        .start();
+    let started = Instant::now();
+    let resp = client()
+        .get(cluster.edge_url(0, "/hang/forever.jpg"))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("deadline")), "{body}");
+    assert!(took < deadline + Duration::from_millis(500), "answered after {took:?}");
+}
+
+#[test]
+fn an_invalid_config_is_rejected_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.yaml");
+    std::fs::write(
+        &path,
+        "node_id: edge-1\nlisten: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\n\
+         cache: { memory: lots }\nsites: [{ name: default, origin: 'http://127.0.0.1:3' }]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin_dir().join("fresco-edge"))
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cache.memory"), "{stderr}");
+
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("memory: lots", "memory: 64MiB")
+            .replace("http://", "gopher://"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin_dir().join("fresco-edge"))
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sites[0].origin"), "{stderr}");
+}
