@@ -10,7 +10,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -137,15 +137,23 @@ impl Fill {
 #[derive(Default)]
 pub(crate) struct FillTable {
     fills: Mutex<HashMap<u128, Arc<Fill>>>,
+    /// The table's size, read without the lock: a warm cache has no fills, and every hit
+    /// looks here first.
+    len: AtomicUsize,
 }
 
 impl FillTable {
     pub(crate) fn get(&self, key: u128) -> Option<Arc<Fill>> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         self.fills.lock().get(&key).cloned()
     }
 
     pub(crate) fn insert(&self, key: u128, fill: Arc<Fill>) {
-        self.fills.lock().insert(key, fill);
+        let mut fills = self.fills.lock();
+        fills.insert(key, fill);
+        self.len.store(fills.len(), Ordering::Release);
     }
 
     /// Removes the fill for `key` only if it is still the one with `id`.
@@ -153,13 +161,17 @@ impl FillTable {
         let mut fills = self.fills.lock();
         if fills.get(&key).is_some_and(|f| f.id == id) {
             fills.remove(&key);
+            self.len.store(fills.len(), Ordering::Release);
         }
     }
 
     /// Removes whatever fill `key` has; its writer keeps writing but stores nothing
     /// visible to new readers until it finishes.
     pub(crate) fn remove(&self, key: u128) -> Option<Arc<Fill>> {
-        self.fills.lock().remove(&key)
+        let mut fills = self.fills.lock();
+        let removed = fills.remove(&key);
+        self.len.store(fills.len(), Ordering::Release);
+        removed
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
-    HybridCacheProperties, Location, RecoverMode, Source, Spawner,
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCacheEntry,
+    HybridCachePolicy, HybridCacheProperties, Location, RecoverMode, Spawner,
 };
 use parking_lot::Mutex;
 use pingora_cache::key::{CacheHashKey, CacheKey};
@@ -100,8 +100,27 @@ impl PurgeFences {
     }
 }
 
+/// Bytes the files under `dir` occupy on the file system (blocks written, not apparent size).
+fn allocated_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn key_hash(key: &impl CacheHashKey) -> u128 {
     u128::from_be_bytes(key.combined_bin())
+}
+
+/// Where a lookup found its object.
+enum Tier {
+    Memory,
+    Disk,
 }
 
 impl FoyerStorage {
@@ -179,10 +198,10 @@ impl FoyerStorage {
 
     /// Updates the byte gauges; call before exporting metrics.
     pub fn refresh_gauges(&self) {
-        METRICS
-            .bytes
-            .with_label_values(&["memory"])
-            .set(self.cache.memory().usage() as i64);
+        METRICS.memory_bytes.set(self.cache.memory().usage() as i64);
+        if let Some(dir) = &self.config.disk_dir {
+            METRICS.disk_bytes.set(allocated_bytes(dir) as i64);
+        }
     }
 
     /// Whether an object is stored (memory or disk); may be a false positive on disk.
@@ -190,20 +209,28 @@ impl FoyerStorage {
         self.cache.contains(&key_hash(key))
     }
 
-    async fn stored(&self, hash: u128) -> Option<(StoredObject, Source)> {
-        match self.cache.get(&hash).await {
-            Ok(Some(entry)) if !self.fences.blocks(hash, entry.value().meta_created()) => {
-                let obj = StoredObject::new(&entry.value().meta(), entry.value().body().clone()).ok()?;
-                Some((obj, entry.source()))
-            }
-            Ok(_) => None,
-            Err(e) => {
-                // An unreadable record is a miss; the next fill overwrites it.
-                METRICS.errors.with_label_values(&["lookup"]).inc();
-                tracing::warn!(error = %e, "unreadable cache record treated as a miss");
+    /// The stored entry of `hash`, memory first, with the tier it came from. Unreadable
+    /// records and entries behind a purge fence are dropped and read as misses.
+    async fn load(&self, hash: u128) -> Option<(HybridCacheEntry<u128, StoredObject>, Tier)> {
+        // Memory first, synchronously: foyer's hybrid `get` allocates a fetch context per call.
+        let found = match self.cache.memory().get(&hash) {
+            Some(entry) => Some((entry, Tier::Memory)),
+            None => match self.cache.get(&hash).await {
+                Ok(entry) => entry.map(|e| (e, Tier::Disk)),
+                Err(e) => {
+                    METRICS.errors.lookup.inc();
+                    tracing::warn!(error = %e, "unreadable cache record treated as a miss");
+                    self.cache.remove(&hash);
+                    None
+                }
+            },
+        };
+        match found {
+            Some((entry, _)) if self.fences.blocks(hash, entry.value().meta_created()) => {
                 self.cache.remove(&hash);
                 None
             }
+            found => found,
         }
     }
 
@@ -227,26 +254,17 @@ impl Storage for FoyerStorage {
         let hash = key_hash(key);
         // A fill in progress is newer than whatever is stored (it replaces a stale entry).
         if let Some(fill) = self.fills.get(hash) {
-            METRICS.lookups.with_label_values(&["fill"]).inc();
+            METRICS.lookups.fill.inc();
             return Ok(Some((fill.meta(), Box::new(FillReader::new(fill)))));
         }
-        let Ok(Some(entry)) = self.cache.get(&hash).await.inspect_err(|e| {
-            METRICS.errors.with_label_values(&["lookup"]).inc();
-            tracing::warn!(error = %e, "unreadable cache record treated as a miss");
-        }) else {
-            METRICS.lookups.with_label_values(&["miss"]).inc();
+        let Some((entry, tier)) = self.load(hash).await else {
+            METRICS.lookups.miss.inc();
             return Ok(None);
         };
-        if self.fences.blocks(hash, entry.value().meta_created()) {
-            self.cache.remove(&hash);
-            METRICS.lookups.with_label_values(&["miss"]).inc();
-            return Ok(None);
+        match tier {
+            Tier::Memory => METRICS.lookups.memory.inc(),
+            Tier::Disk => METRICS.lookups.disk.inc(),
         }
-        let source = match entry.source() {
-            Source::Disk => "disk",
-            _ => "memory",
-        };
-        METRICS.lookups.with_label_values(&[source]).inc();
         let obj = entry.value();
         Ok(Some((obj.meta(), Box::new(CompleteHit::new(obj.body().clone())))))
     }
@@ -272,7 +290,7 @@ impl Storage for FoyerStorage {
         let fill = Fill::new(StoredObject::new(meta, Bytes::new())?);
         if let Some(previous) = self.fills.get(hash) {
             // A writer whose lock timed out; its readers finish from it, new ones come here.
-            METRICS.fills.with_label_values(&["superseded"]).inc();
+            METRICS.fills.superseded.inc();
             drop(previous);
         }
         self.fills.insert(hash, fill.clone());
@@ -305,10 +323,10 @@ impl Storage for FoyerStorage {
 
     async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _: &SpanHandle) -> Result<bool> {
         let hash = key_hash(key);
-        let Some((stored, _)) = self.stored(hash).await else {
+        let Some((entry, _)) = self.load(hash).await else {
             return Ok(false);
         };
-        self.insert(hash, stored.with_meta(meta)?);
+        self.insert(hash, entry.value().with_meta(meta)?);
         Ok(true)
     }
 
@@ -362,7 +380,7 @@ impl HandleMiss for FillWriter {
         self.storage.fills.remove_if(self.hash, self.fill.id());
         self.fill.settle(FillStatus::Complete);
         self.finished = true;
-        METRICS.fills.with_label_values(&["complete"]).inc();
+        METRICS.fills.complete.inc();
         Ok(MissFinishType::Created(size))
     }
 
@@ -376,7 +394,7 @@ impl Drop for FillWriter {
         if !self.finished {
             self.storage.fills.remove_if(self.hash, self.fill.id());
             self.fill.settle(FillStatus::Failed);
-            METRICS.fills.with_label_values(&["failed"]).inc();
+            METRICS.fills.failed.inc();
         }
     }
 }

@@ -115,6 +115,10 @@ pub struct NodeConfig {
     pub shields: Vec<SocketAddr>,
     /// The sites served; the first one is the default for unknown hosts.
     pub sites: Vec<SiteConfig>,
+    /// Per-connection write buffer of the proxy listener. A response whose header and body fit
+    /// leaves in one send. Default: 64KiB.
+    #[serde(default = "default_write_buffer")]
+    pub write_buffer: ByteSize,
     /// Log format: `text` or `json`. Default: text.
     #[serde(default = "default_log_format")]
     pub log_format: String,
@@ -168,6 +172,9 @@ fn default_threads() -> usize {
 }
 fn default_deadline_ms() -> u64 {
     5000
+}
+fn default_write_buffer() -> ByteSize {
+    ByteSize(64 << 10)
 }
 fn default_log_format() -> String {
     "text".into()

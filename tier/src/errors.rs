@@ -19,6 +19,14 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, in declaration order (the order of `kind as usize`).
+    pub const ALL: [FailureKind; 4] = [
+        Self::UpstreamTimeout,
+        Self::UpstreamUnreachable,
+        Self::Client,
+        Self::Internal,
+    ];
+
     /// Classifies a pingora error.
     pub fn of(e: &Error) -> (Self, u16) {
         use ErrorType::*;

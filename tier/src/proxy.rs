@@ -193,7 +193,7 @@ impl ProxyHttp for CacheProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         if !matches!(req.method, http::Method::GET | http::Method::HEAD) {
-            METRICS.errors.with_label_values(&["client"]).inc();
+            METRICS.error(FailureKind::Client);
             let message = format!("method {} not allowed: fresco serves GET and HEAD", req.method);
             send_json_error(session, 405, &message, &self.node_id).await?;
             return Ok(true);
@@ -258,7 +258,10 @@ impl ProxyHttp for CacheProxy {
             None => (self.sites[ctx.site].origin, "origin"),
         };
         ctx.upstream = Some(upstream);
-        METRICS.upstream_fetches.with_label_values(&[upstream]).inc();
+        match upstream {
+            "shield" => METRICS.shield_fetches.inc(),
+            _ => METRICS.origin_fetches.inc(),
+        }
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(remaining.min(Duration::from_secs(1)));
         peer.options.total_connection_timeout = Some(remaining);
@@ -321,7 +324,7 @@ impl ProxyHttp for CacheProxy {
         Self::CTX: Send + Sync,
     {
         let (kind, status) = FailureKind::of(e);
-        METRICS.errors.with_label_values(&[kind.label()]).inc();
+        METRICS.error(kind);
         let already_answered = session.response_written().is_some();
         let client_gone = kind == FailureKind::Client
             && matches!(
@@ -342,20 +345,12 @@ impl ProxyHttp for CacheProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let label = cache_label(session.cache.phase());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let class = match status {
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            500..=599 => "5xx",
-            _ => "none",
-        };
-        METRICS.requests.with_label_values(&[label, class]).inc();
-        METRICS
-            .latency
-            .with_label_values(&[label])
-            .observe(ctx.started.elapsed().as_secs_f64());
+        METRICS.request(
+            cache_label(session.cache.phase()),
+            status,
+            ctx.started.elapsed().as_secs_f64(),
+        );
         if session.cache.enabled() && session.cache.lock_duration().is_some() {
             METRICS.collapsed.inc();
         }
