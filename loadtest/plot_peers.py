@@ -25,12 +25,13 @@ for line in open(sys.argv[1]):
 fig, axes = plt.subplots(1, len(rows), figsize=(6 * len(rows), 4))
 if len(rows) == 1:
     axes = [axes]
-for ax, (obj, targets) in zip(axes, sorted(rows.items())):
+for ax, (obj, targets) in zip(axes, sorted(rows.items(), key=lambda kv: int(kv[0].split("-")[1].rstrip("k.jpg")))):
     names = [t for t, _ in targets]
     values = [v for _, v in targets]
     colors = ["#e76f51" if n == "fresco" else "#2a9d8f" for n in names]
     ax.bar(names, values, color=colors)
-    ax.set_title(f"warm hits, {obj}")
+    ax.set_title(f"warm hits, {obj}", pad=18)
+    ax.set_ylim(0, max(values) * 1.18)
     ax.set_ylabel("requests/s")
     fresco = dict(targets).get("fresco")
     for i, v in enumerate(values):

@@ -139,7 +139,7 @@ pub struct CacheSection {
     /// Disk block size; bounds the largest object kept on disk. Default: 16MiB.
     #[serde(default = "default_block")]
     pub block: ByteSize,
-    /// Memory eviction policy: s3fifo, lfu, lru, sieve, fifo. Default: s3fifo.
+    /// Memory eviction policy: sieve, s3fifo, lfu, lru, fifo. Default: sieve.
     #[serde(default = "default_eviction")]
     pub eviction: String,
     /// Freshness given to cacheable responses without Cache-Control or Expires. Default: 60.
@@ -255,7 +255,7 @@ impl NodeConfig {
             return fail("cache.block", "must be at least 64KiB");
         }
         if EvictionPolicy::from_name(&self.cache.eviction).is_none() {
-            return fail("cache.eviction", "must be one of s3fifo, lfu, lru, sieve, fifo");
+            return fail("cache.eviction", "must be one of sieve, s3fifo, lfu, lru, fifo");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return fail("log_format", "must be text or json");
@@ -327,7 +327,7 @@ sites:
         assert_eq!(c.cache.memory, ByteSize(64 << 20));
         assert_eq!(c.cache.disk, ByteSize(1 << 30));
         assert_eq!(c.deadline_ms, 5000);
-        assert_eq!(c.cache.eviction, "s3fifo");
+        assert_eq!(c.cache.eviction, "sieve");
     }
 
     fn error_of(text: &str) -> String {
