@@ -304,9 +304,11 @@ impl ProxyHttp for CacheProxy {
     where
         Self::CTX: Send + Sync,
     {
-        // Per-hop headers of the shield: not to be cached as if they were the object's.
-        resp.remove_header("x-cache");
-        resp.remove_header("x-fresco-node");
+        // The shield's per-hop headers give way to this node's. What is stored is what a hit
+        // sends, so hits need no header inserts (each costs allocations in pingora-http);
+        // `response_filter` corrects `X-Cache` on every other path.
+        resp.insert_header("x-cache", "HIT")?;
+        resp.insert_header("x-fresco-node", &self.node_id)?;
         Ok(())
     }
 
@@ -314,8 +316,17 @@ impl ProxyHttp for CacheProxy {
     where
         Self::CTX: Send + Sync,
     {
-        resp.insert_header("x-cache", cache_label(session.cache.phase()))?;
-        resp.insert_header("x-fresco-node", &self.node_id)?;
+        let label = cache_label(session.cache.phase());
+        let stored_as_hit = label == "HIT"
+            && resp.headers.get("x-cache").is_some_and(|v| v == "HIT")
+            && resp
+                .headers
+                .get("x-fresco-node")
+                .is_some_and(|v| v == self.node_id.as_str());
+        if !stored_as_hit {
+            resp.insert_header("x-cache", label)?;
+            resp.insert_header("x-fresco-node", &self.node_id)?;
+        }
         Ok(())
     }
 
