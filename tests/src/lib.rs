@@ -9,10 +9,12 @@ pub mod origin;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use fresco_devcluster::state::{ClusterInfo, NodeInfo};
-use nix::sys::signal::{Signal, kill};
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 /// Where fresco's binaries are.
@@ -36,6 +38,7 @@ pub struct ClusterBuilder {
     shields: usize,
     origin: Option<String>,
     deadline_ms: u64,
+    state: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Default for ClusterBuilder {
@@ -45,6 +48,7 @@ impl Default for ClusterBuilder {
             shields: 1,
             origin: None,
             deadline_ms: 5000,
+            state: None,
         }
     }
 }
@@ -62,9 +66,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// Reuses the state dir of a stopped cluster (its ports, ids and caches).
+    pub fn state_of_dir(mut self, state: Arc<tempfile::TempDir>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
     /// Starts `devcluster` and waits for its `READY` line.
     pub fn start(self) -> Cluster {
-        let state = tempfile::tempdir().expect("a temp dir");
+        let state = self
+            .state
+            .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("a temp dir")));
         let mut cmd = Command::new(bin_dir().join("devcluster"));
         cmd.arg("--state-dir")
             .arg(state.path())
@@ -98,11 +110,7 @@ impl ClusterBuilder {
             }
         };
         let info = ClusterInfo::load(&path).expect("cluster.json parses");
-        Cluster {
-            child,
-            info,
-            _state: state,
-        }
+        Cluster { child, info, state }
     }
 }
 
@@ -111,13 +119,24 @@ pub struct Cluster {
     child: Child,
     /// What `cluster.json` says.
     pub info: ClusterInfo,
-    _state: tempfile::TempDir,
+    state: Arc<tempfile::TempDir>,
 }
 
 impl Cluster {
     /// A cluster of two edges and one shield.
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder::default()
+    }
+
+    /// Stops the cluster (SIGTERM to devcluster) and waits for it to exit.
+    pub fn stop(mut self) -> Arc<tempfile::TempDir> {
+        self.terminate();
+        self.state.clone()
+    }
+
+    fn terminate(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let _ = self.child.wait();
     }
 
     /// The URL of `path` on edge `i` (0-based).
@@ -128,9 +147,13 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let _ = self.child.wait();
+        self.terminate();
     }
+}
+
+/// Sends `signal` to a node's process.
+pub fn signal_node(node: &NodeInfo, signal: Signal) {
+    kill(Pid::from_raw(node.pid as i32), signal).expect("the node process exists");
 }
 
 /// An HTTP client that neither pools connections across tests nor follows redirects.

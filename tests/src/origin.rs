@@ -9,6 +9,7 @@
 //! | `/private/…` | `Cache-Control: private` |
 //! | `/cookie/…` | sets a cookie |
 //! | `/hang/…` | never answers within a test's time |
+//! | `/broken/…` | after 300 ms, announces the 20 KB body but dies after 5 KB of it |
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -77,6 +78,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         s.not_modified += usize::from(not_modified);
     }
     let kind = path.split('/').nth(1).unwrap_or("");
+    if kind == "broken" {
+        return broken_response(&path).await;
+    }
     let cache_control = match kind {
         "img" | "slow" => "public, max-age=300",
         "short" => "public, max-age=1",
@@ -102,6 +106,21 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if kind == "cookie" {
         h.insert(header::SET_COOKIE, HeaderValue::from_static("session=abc; Path=/"));
     }
+    response
+}
+
+/// A cacheable response whose body stops short: the connection is cut after 5 KB of a
+/// declared 20 KB, as when an origin crashes mid-response.
+async fn broken_response(path: &str) -> Response {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = axum::body::Bytes::from(body_of(path)[..5 * 1024].to_vec());
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> =
+        vec![Ok(first), Err(std::io::Error::other("origin died mid-body"))];
+    let mut response = axum::body::Body::from_stream(futures_util::stream::iter(chunks)).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(20 * 1024));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     response
 }
 

@@ -212,3 +212,79 @@ fn an_invalid_config_is_rejected_naming_the_field() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sites[0].origin"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_that_fails_midway_is_never_served_as_complete() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let http = client();
+    let path = "/broken/half.jpg";
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (http, url) = (http.clone(), cluster.edge_url(i % 2, path));
+        requests.spawn(async move {
+            let resp = http.get(url).send().await.ok()?;
+            let status = resp.status();
+            // A cut connection makes `bytes()` fail: the client knows the body is incomplete.
+            resp.bytes().await.ok().map(|b| (status, b.len()))
+        });
+    }
+    while let Some(result) = requests.join_next().await {
+        match result.unwrap() {
+            Some((status, len)) if status == 200 => {
+                assert_eq!(
+                    len,
+                    body_of(path).len(),
+                    "a 200 that ends cleanly must carry the whole body"
+                )
+            }
+            Some((status, _)) => assert!(status.is_server_error(), "unexpected {status}"),
+            None => {}
+        }
+    }
+    let after = http.get(cluster.edge_url(0, path)).send().await;
+    if let Ok(resp) = after {
+        assert_ne!(x_cache(&resp), "HIT", "a truncated fill must not have been stored");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_shield_is_killed_serves_from_the_origin() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    fresco_e2e::signal_node(&cluster.info.shields[0], fresco_e2e::Signal::SIGKILL);
+    let resp = client()
+        .get(cluster.edge_url(0, "/img/failover.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), body_of("/img/failover.jpg"));
+    assert_eq!(origin.seen("/img/failover.jpg").requests, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_cluster_reuses_its_ports_and_comes_back_warm() {
+    let origin = TestOrigin::start().await;
+    let http = client();
+    let path = "/img/warm.jpg";
+    let first = Cluster::builder().origin(&origin.url).start();
+    let ports: Vec<String> = first.info.edges.iter().map(|e| e.url.clone()).collect();
+    assert_eq!(
+        x_cache(&http.get(first.edge_url(0, path)).send().await.unwrap()),
+        "MISS"
+    );
+    let state = first.stop();
+
+    let again = Cluster::builder().origin(&origin.url).state_of_dir(state).start();
+    let ports_again: Vec<String> = again.info.edges.iter().map(|e| e.url.clone()).collect();
+    assert_eq!(ports, ports_again, "same ids on the same ports");
+    let resp = http.get(again.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(
+        x_cache(&resp),
+        "HIT",
+        "served from the disk cache kept across the restart"
+    );
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), body_of(path));
+    assert_eq!(origin.seen(path).requests, 1);
+}
