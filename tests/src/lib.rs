@@ -156,6 +156,28 @@ pub fn signal_node(node: &NodeInfo, signal: Signal) {
     kill(Pid::from_raw(node.pid as i32), signal).expect("the node process exists");
 }
 
+impl Cluster {
+    /// Sends `n` GETs for `path` at once, alternating over the edges, and collects each
+    /// outcome: status and whole body, or the error (a cut connection fails the body read).
+    pub async fn concurrent_gets(
+        &self,
+        path: &str,
+        n: usize,
+    ) -> Vec<reqwest::Result<(reqwest::StatusCode, bytes::Bytes)>> {
+        let http = client();
+        let mut requests = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let (http, url) = (http.clone(), self.edge_url(i % self.info.edges.len(), path));
+            requests.spawn(async move {
+                let resp = http.get(url).send().await?;
+                let status = resp.status();
+                Ok((status, resp.bytes().await?))
+            });
+        }
+        requests.join_all().await
+    }
+}
+
 /// An HTTP client that neither pools connections across tests nor follows redirects.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -35,19 +35,10 @@ async fn miss_then_hit_and_the_second_edge_is_served_by_the_shield() {
 async fn three_hundred_concurrent_cold_requests_cost_one_origin_fetch() {
     let origin = TestOrigin::start().await;
     let cluster = Cluster::builder().origin(&origin.url).start();
-    let http = client();
     let path = "/slow/cold.jpg";
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..300 {
-        let (http, url) = (http.clone(), cluster.edge_url(i % 2, path));
-        requests.spawn(async move {
-            let resp = http.get(url).send().await.unwrap();
-            (resp.status(), resp.bytes().await.unwrap())
-        });
-    }
     let expected = body_of(path);
-    while let Some(result) = requests.join_next().await {
-        let (status, body) = result.unwrap();
+    for outcome in cluster.concurrent_gets(path, 300).await {
+        let (status, body) = outcome.unwrap();
         assert_eq!(status, 200);
         assert_eq!(body.as_ref(), expected, "every waiter gets the whole body");
     }
@@ -217,31 +208,21 @@ fn an_invalid_config_is_rejected_naming_the_field() {
 async fn a_fill_that_fails_midway_is_never_served_as_complete() {
     let origin = TestOrigin::start().await;
     let cluster = Cluster::builder().origin(&origin.url).start();
-    let http = client();
     let path = "/broken/half.jpg";
-    let mut requests = tokio::task::JoinSet::new();
-    for i in 0..20 {
-        let (http, url) = (http.clone(), cluster.edge_url(i % 2, path));
-        requests.spawn(async move {
-            let resp = http.get(url).send().await.ok()?;
-            let status = resp.status();
-            // A cut connection makes `bytes()` fail: the client knows the body is incomplete.
-            resp.bytes().await.ok().map(|b| (status, b.len()))
-        });
-    }
-    while let Some(result) = requests.join_next().await {
-        match result.unwrap() {
-            Some((status, len)) if status == 200 => {
+    for outcome in cluster.concurrent_gets(path, 20).await {
+        match outcome {
+            Ok((status, body)) if status == 200 => {
                 assert_eq!(
-                    len,
+                    body.len(),
                     body_of(path).len(),
                     "a 200 that ends cleanly must carry the whole body"
                 )
             }
-            Some((status, _)) => assert!(status.is_server_error(), "unexpected {status}"),
-            None => {}
+            Ok((status, _)) => assert!(status.is_server_error(), "unexpected {status}"),
+            Err(_) => {} // the client saw the cut: it knows the body is incomplete
         }
     }
+    let http = client();
     let after = http.get(cluster.edge_url(0, path)).send().await;
     if let Ok(resp) = after {
         assert_ne!(x_cache(&resp), "HIT", "a truncated fill must not have been stored");
@@ -252,7 +233,18 @@ async fn a_fill_that_fails_midway_is_never_served_as_complete() {
 async fn an_edge_whose_shield_is_killed_serves_from_the_origin() {
     let origin = TestOrigin::start().await;
     let cluster = Cluster::builder().origin(&origin.url).start();
-    fresco_e2e::signal_node(&cluster.info.shields[0], fresco_e2e::Signal::SIGKILL);
+    let shield = &cluster.info.shields[0];
+    fresco_e2e::signal_node(shield, fresco_e2e::Signal::SIGKILL);
+    // SIGKILL is asynchronous: wait until the shield's port refuses, as a dead shield's does.
+    let addr = shield.url.trim_start_matches("http://").to_string();
+    let gone = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(5),
+            "the killed shield still accepts"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let resp = client()
         .get(cluster.edge_url(0, "/img/failover.jpg"))
         .send()
@@ -274,6 +266,12 @@ async fn a_restarted_cluster_reuses_its_ports_and_comes_back_warm() {
         x_cache(&http.get(first.edge_url(0, path)).send().await.unwrap()),
         "MISS"
     );
+    // Stored once the fill has finished (it completes just after the response is sent).
+    let stored = Instant::now();
+    while x_cache(&http.get(first.edge_url(0, path)).send().await.unwrap()) != "HIT" {
+        assert!(stored.elapsed() < Duration::from_secs(5), "never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let state = first.stop();
 
     let again = Cluster::builder().origin(&origin.url).state_of_dir(state).start();
