@@ -1,0 +1,102 @@
+//! purge-api's YAML configuration (`conf/purge-api.yaml`). Errors name the field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// purge-api's configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeApiConfig {
+    /// Address of the API (and of `/metrics`, `/healthz`, `/readyz`).
+    pub listen: SocketAddr,
+    /// Where the purge log lives.
+    pub data_dir: PathBuf,
+    /// Bearer tokens accepted for purges, members and the node protocol.
+    pub tokens: Vec<String>,
+    /// Secrets of origins that sign webhooks (`X-Fresco-Signature`). Default: none.
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
+    /// Lease length L. Default: 2000.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Clock drift ρ allowed between purge-api and nodes; a lease is taken as surely expired
+    /// after L·(1+ρ)+margin. Default: 0.05.
+    #[serde(default = "default_drift")]
+    pub clock_drift: f64,
+    /// The margin of the line above. Default: 100.
+    #[serde(default = "default_margin_ms")]
+    pub lease_margin_ms: u64,
+    /// How many purges the log keeps; a node further behind resets. Default: 1,000,000.
+    #[serde(default = "default_retention")]
+    pub retention_entries: u64,
+    /// Log format: `text` or `json`. Default: text.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+fn default_lease_ms() -> u64 {
+    2000
+}
+fn default_drift() -> f64 {
+    0.05
+}
+fn default_margin_ms() -> u64 {
+    100
+}
+fn default_retention() -> u64 {
+    1_000_000
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+
+impl PurgeApiConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let config: Self =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(|e| {
+                let field = e.path().to_string();
+                format!("{}: field `{field}`: {}", path.display(), e.into_inner())
+            })?;
+        config
+            .validate()
+            .map_err(|(field, msg)| format!("{}: field `{field}`: {msg}", path.display()))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.tokens.is_empty() || self.tokens.iter().any(|t| t.len() < 16) {
+            return Err(("tokens", "needs at least one token, each of 16 characters or more"));
+        }
+        if self.webhook_secrets.iter().any(|s| s.len() < 16) {
+            return Err(("webhook_secrets", "each secret needs 16 characters or more"));
+        }
+        if !(100..=60_000).contains(&self.lease_ms) {
+            return Err(("lease_ms", "must be between 100 and 60000"));
+        }
+        if !(0.0..=1.0).contains(&self.clock_drift) {
+            return Err(("clock_drift", "must be between 0 and 1"));
+        }
+        if self.retention_entries < 1000 {
+            return Err(("retention_entries", "must be at least 1000"));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(("log_format", "must be text or json"));
+        }
+        Ok(())
+    }
+
+    /// The lease length L.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    /// How long after a grant purge-api takes a lease as surely expired: L·(1+ρ)+margin.
+    pub fn lease_bound(&self) -> Duration {
+        self.lease().mul_f64(1.0 + self.clock_drift) + Duration::from_millis(self.lease_margin_ms)
+    }
+}

@@ -1,0 +1,286 @@
+//! purge-api's HTTP interface (DESIGN.md, "Purge").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fresco_protocol::{AckRequest, LeaseRequest, LogLine};
+use prometheus::{Encoder, TextEncoder};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Authenticator;
+use crate::log::{GroupCommit, PurgeLog};
+use crate::members::Members;
+use crate::metrics::METRICS;
+use crate::request::{MAX_BODY_BYTES, PurgeRequest};
+
+/// Everything the handlers share.
+pub struct App {
+    /// The durable log.
+    pub log: Arc<dyn PurgeLog>,
+    /// Its writer.
+    pub writer: GroupCommit,
+    /// Leases and acks.
+    pub members: Members,
+    /// Credentials.
+    pub auth: Authenticator,
+    /// Longest a `wait: true` purge waits (beyond it, a lease holder is surely expired).
+    pub max_wait: Duration,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn unauthorized(message: &str) -> Response {
+    METRICS.rejected.with_label_values(&["unauthorized"]).inc();
+    error(StatusCode::UNAUTHORIZED, message)
+}
+
+fn invalid(message: String) -> Response {
+    METRICS.rejected.with_label_values(&["invalid"]).inc();
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Bytes), Response> {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok((parts.headers, bytes)),
+        Err(_) => {
+            METRICS.rejected.with_label_values(&["too_large"]).inc();
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("body over {limit} bytes")))
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn purge(State(app): State<Arc<App>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (headers, body) = match read_body(request, MAX_BODY_BYTES).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    if let Err(why) = app.auth.purge(&headers, &body) {
+        return unauthorized(why);
+    }
+    let request = match PurgeRequest::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return invalid(e),
+    };
+    let record = match request.to_record(now_ms()) {
+        Ok(r) => r,
+        Err(e) => return invalid(e),
+    };
+    let record = match app.writer.append(record).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("purge log unavailable: {e}")),
+    };
+    METRICS.append_seconds.observe(started.elapsed().as_secs_f64());
+    for kind in request.kinds() {
+        METRICS.purges.with_label_values(&[kind]).inc();
+    }
+    let seq = record.seq;
+    if !request.wait {
+        return (StatusCode::ACCEPTED, axum::Json(json!({ "seq": seq }))).into_response();
+    }
+    let status = app.members.wait_complete(seq, app.max_wait).await;
+    if !status.complete {
+        // Cannot happen while leases work as specified; say so rather than claim completion.
+        return error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("purge {seq} logged but not yet applied everywhere"),
+        );
+    }
+    app.members.answered(seq);
+    METRICS.ack_seconds.observe(started.elapsed().as_secs_f64());
+    let body = json!({
+        "seq": seq,
+        "acked": status.acked,
+        "lease_expired": status.lease_expired,
+        "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0,
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+async fn purge_status(State(app): State<Arc<App>>, headers: HeaderMap, Path(seq): Path<String>) -> Response {
+    if let Err(why) = app.auth.bearer(&headers) {
+        return unauthorized(why);
+    }
+    let Ok(seq) = seq.parse::<u64>() else {
+        return invalid(format!("`{seq}` is not a sequence number"));
+    };
+    let bounds = app.log.bounds();
+    if seq == 0 || seq > bounds.head {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no purge {seq}; the log's head is {}", bounds.head),
+        );
+    }
+    let record = if seq >= bounds.first {
+        app.log
+            .read_from(seq, 1)
+            .ok()
+            .and_then(|mut r| r.pop())
+            .filter(|r| r.seq == seq)
+    } else {
+        None
+    };
+    let (status, _) = app.members.status(seq);
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    body["purge"] = serde_json::to_value(record).unwrap_or_default();
+    axum::Json(body).into_response()
+}
+
+async fn members(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(why) = app.auth.bearer(&headers) {
+        return unauthorized(why);
+    }
+    let bounds = app.log.bounds();
+    axum::Json(json!({ "head": bounds.head, "members": app.members.list() })).into_response()
+}
+
+async fn lease(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(why) = app.auth.bearer(&headers) {
+        return unauthorized(why);
+    }
+    match serde_json::from_slice::<LeaseRequest>(&body) {
+        Ok(request) => axum::Json(app.members.renew(&request, app.log.bounds().head)).into_response(),
+        Err(e) => invalid(format!("invalid lease request: {e}")),
+    }
+}
+
+async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(why) = app.auth.bearer(&headers) {
+        return unauthorized(why);
+    }
+    match serde_json::from_slice::<AckRequest>(&body) {
+        Ok(a) if app.members.ack(&a.node, a.applied) => StatusCode::NO_CONTENT.into_response(),
+        Ok(a) => error(
+            StatusCode::CONFLICT,
+            format!("unknown node {}: request a lease first", a.node),
+        ),
+        Err(e) => invalid(format!("invalid ack: {e}")),
+    }
+}
+
+fn encode_line(line: &LogLine) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(line).expect("a log line serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    from: u64,
+}
+
+/// `GET /v1/log?from=N`: newline-delimited [`LogLine`]s from N on, then live, with a heartbeat
+/// every second. A `from` older than the log's retention starts with a `reset` line.
+async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<LogQuery>) -> Response {
+    if let Err(why) = app.auth.bearer(&headers) {
+        return unauthorized(why);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let mut head = app.writer.head();
+    tokio::spawn(async move {
+        let line = |l: &LogLine| Ok(Bytes::from(encode_line(l)));
+        let mut next = q.from.max(1);
+        let first = app.log.bounds().first;
+        if next < first {
+            next = first;
+            if tx.send(line(&LogLine::Reset { next })).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            head.borrow_and_update();
+            let records = match app.log.read_from(next, 512) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the purge log for a subscriber");
+                    return;
+                }
+            };
+            if records.is_empty() {
+                let beat = tokio::time::timeout(Duration::from_secs(1), head.changed()).await;
+                if beat.is_err()
+                    && tx
+                        .send(line(&LogLine::Heartbeat {
+                            head: app.log.bounds().head,
+                        }))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            let mut chunk = Vec::new();
+            if records[0].seq > next {
+                // Retention dropped records between two reads of this stream.
+                chunk.extend_from_slice(&encode_line(&LogLine::Reset { next: records[0].seq }));
+            }
+            for record in records {
+                next = record.seq + 1;
+                chunk.extend_from_slice(&encode_line(&LogLine::Purge(record)));
+            }
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from_stream(stream))
+        .expect("static response parts are valid")
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let head = app.log.bounds().head;
+    let (leased, lagging) = app.members.counts(head);
+    METRICS.head.set(head as i64);
+    METRICS.leased.set(leased as i64);
+    METRICS.lagging.set(lagging as i64);
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&prometheus::gather(), &mut body) {
+        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type().to_string())], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}")),
+    }
+}
+
+async fn fallback() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see the README's purge API section",
+    )
+}
+
+/// The routes of purge-api.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/purge", post(purge))
+        .route("/v1/purge/{seq}", get(purge_status))
+        .route("/v1/members", get(members))
+        .route("/v1/lease", post(lease))
+        .route("/v1/ack", post(ack))
+        .route("/v1/log", get(log_stream))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .fallback(fallback)
+        .with_state(app)
+}

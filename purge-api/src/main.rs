@@ -1,0 +1,112 @@
+//! `purge-api`: fresco's purge API server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use fresco_purge_api::auth::Authenticator;
+use fresco_purge_api::config::PurgeApiConfig;
+use fresco_purge_api::http::{App, router};
+use fresco_purge_api::log::{GroupCommit, PurgeLog, RedbLog};
+use fresco_purge_api::members::Members;
+
+/// fresco purge API: accepts purges (bearer token or signed origin webhook), writes them to a
+/// durable log, streams the log to every edge and shield, and answers once every node holding a
+/// lease has applied the purge (or its lease has surely expired).
+#[derive(Parser)]
+#[command(name = "purge-api", version)]
+struct Cli {
+    /// YAML configuration file (see conf/purge-api.yaml).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FRESCO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match PurgeApiConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("purge-api: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!("{}: configuration ok", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&config.log_format);
+    let log: Arc<dyn PurgeLog> = match RedbLog::open(&config.data_dir) {
+        Ok(log) => Arc::new(log),
+        Err(e) => {
+            eprintln!("purge-api: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let bounds = log.bounds();
+    let app = Arc::new(App {
+        writer: GroupCommit::start(log.clone()),
+        members: Members::new(config.lease(), config.lease_bound(), bounds.head),
+        auth: Authenticator::new(config.tokens.clone(), config.webhook_secrets.clone()),
+        // A holder that neither acks nor renews is surely expired after one bound; one that
+        // renews without progress loses its lease at its second renewal.
+        max_wait: config.lease_bound() * 2 + config.lease(),
+        log: log.clone(),
+    });
+    let retention = config.retention_entries;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let bounds = log.bounds();
+            if bounds.head > retention
+                && bounds.first <= bounds.head - retention
+                && let Err(e) = log.truncate_before(bounds.head - retention + 1)
+            {
+                tracing::error!(error = %e, "truncating the purge log");
+            }
+        }
+    });
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("purge-api: listening on {}: {e}", config.listen);
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(listen = %config.listen, head = bounds.head, first = bounds.first, lease_ms = config.lease_ms, "purge-api ready");
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("purge-api stopping");
+    };
+    if let Err(e) = axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("purge-api: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,54 @@
+//! purge-api's Prometheus series.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    Histogram, IntCounterVec, IntGauge, register_histogram, register_int_counter_vec, register_int_gauge,
+};
+
+/// purge-api's metrics.
+pub struct PurgeMetrics {
+    /// Accepted purges by kind (url, tag, prefix).
+    pub purges: IntCounterVec,
+    /// Refused requests by reason (unauthorized, invalid, too_large).
+    pub rejected: IntCounterVec,
+    /// Time to write a purge durably.
+    pub append_seconds: Histogram,
+    /// Time from append to complete (every lease holder applied it or surely expired).
+    pub ack_seconds: Histogram,
+    /// The log's head.
+    pub head: IntGauge,
+    /// Nodes holding a lease.
+    pub leased: IntGauge,
+    /// Nodes behind the head.
+    pub lagging: IntGauge,
+}
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The metrics of this process.
+pub static METRICS: Lazy<PurgeMetrics> = Lazy::new(|| PurgeMetrics {
+    purges: register_int_counter_vec!("fresco_purges_total", "Purges accepted, by kind", &["kind"]).unwrap(),
+    rejected: register_int_counter_vec!(
+        "fresco_purge_rejected_total",
+        "Purge API requests refused, by reason",
+        &["reason"]
+    )
+    .unwrap(),
+    append_seconds: register_histogram!(
+        "fresco_purge_append_seconds",
+        "Time to append a purge to the log durably",
+        BUCKETS.to_vec()
+    )
+    .unwrap(),
+    ack_seconds: register_histogram!(
+        "fresco_purge_ack_seconds",
+        "Time from append until every lease holder applied the purge (or surely lost its lease)",
+        BUCKETS.to_vec()
+    )
+    .unwrap(),
+    head: register_int_gauge!("fresco_purge_log_head", "Sequence number of the newest purge").unwrap(),
+    leased: register_int_gauge!("fresco_purge_leased_nodes", "Nodes holding a lease").unwrap(),
+    lagging: register_int_gauge!("fresco_purge_lagging_nodes", "Nodes that have not applied the head").unwrap(),
+});
