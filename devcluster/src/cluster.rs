@@ -26,8 +26,10 @@ pub struct ClusterOptions {
     pub state_dir: PathBuf,
     /// Edges' request deadline; shields get nine tenths of it, so their 504 arrives first.
     pub deadline_ms: u64,
-    /// Where `fresco-edge` and `fresco-shield` are.
+    /// Where `fresco-edge`, `fresco-shield` and `purge-api` are.
     pub bin_dir: PathBuf,
+    /// Lease length L of purge-api.
+    pub lease_ms: u64,
 }
 
 struct Process {
@@ -71,16 +73,24 @@ fn spawn(id: &str, program: &Path, args: &[&str], state: &StateDir) -> anyhow::R
     Ok(Process { id: id.into(), child })
 }
 
+/// What every node's configuration shares.
+struct Common<'a> {
+    origin: &'a str,
+    purge_api: &'a str,
+    token: &'a str,
+}
+
 fn node_config(
     id: &str,
     listen: SocketAddr,
     admin: SocketAddr,
     deadline_ms: u64,
-    origin: &str,
+    common: &Common,
     shields: &[SocketAddr],
     state: &StateDir,
 ) -> String {
     let shields: Vec<String> = shields.iter().map(|s| s.to_string()).collect();
+    let origin = common.origin;
     format!(
         "# written by devcluster; edit freely, it is rewritten on the next devcluster start\n\
          node_id: {id}\n\
@@ -90,9 +100,13 @@ fn node_config(
          deadline_ms: {deadline_ms}\n\
          cache:\n  memory: 64MiB\n  disk: 256MiB\n  dir: {cache}\n  block: 4MiB\n\
          shields: [{shields}]\n\
+         freshness:\n  purge_api: {purge_api}\n  token: {token}\n  state_dir: {fresh}\n\
          sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign]\n",
         cache = state.cache(id).display(),
         shields = shields.join(", "),
+        purge_api = common.purge_api,
+        token = common.token,
+        fresh = state.freshness(id).display(),
     )
 }
 
@@ -196,8 +210,40 @@ async fn start(
             format!("http://{addr}")
         }
     };
+    let token = state.secret("purge-token")?;
+    let webhook_secret = state.secret("webhook")?;
+    let purge_addr = ports.addr("purge-api")?;
+    let purge_api = format!("http://{purge_addr}");
+    let purge_config = state.config("purge-api");
+    std::fs::write(
+        &purge_config,
+        format!(
+            "# written by devcluster\nlisten: {purge_addr}\ndata_dir: {data}\ntokens: [{token}]\nwebhook_secrets: [{webhook_secret}]\nlease_ms: {lease}\n",
+            data = state.purge_api_data().display(),
+            lease = options.lease_ms,
+        ),
+    )?;
+    let mut process = spawn(
+        "purge-api",
+        &options.bin_dir.join("purge-api"),
+        &["-c", &purge_config.display().to_string()],
+        state,
+    )?;
+    let took = wait_ready(&mut process, &format!("{purge_api}/readyz"), state).await?;
+    eprintln!("purge-api  {purge_api}  ready in {took:.1?}");
+    let purge_api_pid = process.child.id().unwrap_or_default();
+    processes.push(process);
+    let common = Common {
+        origin: &origin,
+        purge_api: &purge_api,
+        token: &token,
+    };
     let mut info = ClusterInfo {
         origin: origin.clone(),
+        purge_api: purge_api.clone(),
+        purge_token: token.clone(),
+        webhook_secret: webhook_secret.clone(),
+        purge_api_pid,
         edges: Vec::new(),
         shields: Vec::new(),
     };
@@ -218,7 +264,7 @@ async fn start(
             let config = state.config(&id);
             std::fs::write(
                 &config,
-                node_config(&id, listen, admin, deadline, &origin, shields, state),
+                node_config(&id, listen, admin, deadline, &common, shields, state),
             )?;
             let program = options.bin_dir.join(binary);
             let mut process = spawn(&id, &program, &["-c", &config.display().to_string()], state)?;
@@ -253,6 +299,10 @@ fn print_welcome(info: &ClusterInfo) {
         edge.url
     );
     eprintln!("  metrics: {}/metrics", edge.admin);
+    eprintln!(
+        "  purge:   curl -s -X POST {}/v1/purge -H 'Authorization: Bearer {}' -d '{{\"urls\":[\"/img/sunset.jpg\"]}}'",
+        info.purge_api, info.purge_token
+    );
     eprintln!("  stop:    Ctrl-C");
     eprintln!();
 }

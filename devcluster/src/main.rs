@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use fresco_devcluster::cluster::{ClusterOptions, run};
 use fresco_devcluster::demo_origin;
 
-/// Runs a local fresco cluster: a demo origin (unless --origin), M shields and N edges, each a
+/// Runs a local fresco cluster: purge-api, a demo origin (unless --origin), M shields and N edges, each a
 /// real process on a loopback port. Prints `READY <state-dir>/cluster.json` when all are ready;
 /// Ctrl-C (SIGINT) or SIGTERM stops them all.
 #[derive(Parser)]
@@ -31,7 +31,11 @@ struct Cli {
     /// Request deadline of the edges in milliseconds (shields get 90% of it).
     #[arg(long, default_value_t = 5000)]
     deadline_ms: u64,
-    /// Directory holding fresco-edge and fresco-shield (default: next to this binary).
+    /// Lease length of purge-api in milliseconds: a node cut off from purge-api stops serving
+    /// mutable objects from cache within this time.
+    #[arg(long, default_value_t = 2000)]
+    lease_ms: u64,
+    /// Directory holding fresco-edge, fresco-shield and purge-api (default: next to this binary).
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
 }
@@ -68,6 +72,7 @@ async fn main() -> ExitCode {
                 state_dir: cli.state_dir,
                 deadline_ms: cli.deadline_ms,
                 bin_dir,
+                lease_ms: cli.lease_ms,
             })
             .await
         }

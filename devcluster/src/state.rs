@@ -11,6 +11,14 @@ use serde::{Deserialize, Serialize};
 pub struct ClusterInfo {
     /// The origin's base URL.
     pub origin: String,
+    /// purge-api's base URL.
+    pub purge_api: String,
+    /// A bearer token purge-api accepts.
+    pub purge_token: String,
+    /// The secret origins sign webhooks with (`X-Fresco-Signature`).
+    pub webhook_secret: String,
+    /// purge-api's process id.
+    pub purge_api_pid: u32,
     /// The edges, in id order.
     pub edges: Vec<NodeInfo>,
     /// The shields, in id order.
@@ -116,5 +124,28 @@ impl StateDir {
     /// `cluster.json`.
     pub fn cluster_json(&self) -> PathBuf {
         self.root.join("cluster.json")
+    }
+
+    /// purge-api's data directory (its log).
+    pub fn purge_api_data(&self) -> PathBuf {
+        self.root.join("purge-api")
+    }
+
+    /// A node's freshness state (applied purges).
+    pub fn freshness(&self, id: &str) -> PathBuf {
+        self.root.join("freshness").join(id)
+    }
+
+    /// A secret kept in the state dir (created on first use), so restarts keep credentials.
+    pub fn secret(&self, name: &str) -> std::io::Result<String> {
+        let path = self.root.join(format!("{name}.secret"));
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return Ok(existing.trim().to_string());
+        }
+        let mut bytes = [0u8; 16];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&path, &secret)?;
+        Ok(secret)
     }
 }

@@ -165,6 +165,13 @@ impl FillTable {
         }
     }
 
+    /// Removes every fill; their writers store nothing.
+    pub(crate) fn clear(&self) {
+        let mut fills = self.fills.lock();
+        fills.clear();
+        self.len.store(0, Ordering::Release);
+    }
+
     /// Removes whatever fill `key` has; its writer keeps writing but stores nothing
     /// visible to new readers until it finishes.
     pub(crate) fn remove(&self, key: u128) -> Option<Arc<Fill>> {

@@ -24,6 +24,7 @@ pub(crate) struct Fills {
 
 pub(crate) struct Errors {
     pub lookup: IntCounter,
+    pub clear: IntCounter,
 }
 
 pub(crate) struct StoreMetrics {
@@ -83,6 +84,7 @@ pub(crate) static METRICS: Lazy<StoreMetrics> = Lazy::new(|| {
         },
         errors: Errors {
             lookup: errors.with_label_values(&["lookup"]),
+            clear: errors.with_label_values(&["clear"]),
         },
         purged: register_int_counter!("fresco_store_purged_total", "Objects removed by purge")
             .expect("metric registers once"),

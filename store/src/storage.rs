@@ -196,6 +196,15 @@ impl FoyerStorage {
         }
     }
 
+    /// Drops every object, in memory and on disk, and every fill in progress.
+    pub async fn clear(&self) {
+        self.fills.clear();
+        if let Err(e) = self.cache.clear().await {
+            METRICS.errors.clear.inc();
+            tracing::error!(error = %e, "clearing the cache store");
+        }
+    }
+
     /// Updates the byte gauges; call before exporting metrics.
     pub fn refresh_gauges(&self) {
         METRICS.memory_bytes.set(self.cache.memory().usage() as i64);

@@ -10,20 +10,34 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::{Encoder, TextEncoder};
 
+use crate::freshness::Freshness;
+
 /// Serves the admin endpoints of a node.
 ///
 /// - `/metrics`: Prometheus text format, fresco's series and foyer's.
 /// - `/healthz`: 200 while the process runs.
-/// - `/readyz`: 200 once the node serves traffic, 503 before that and while shutting down.
+/// - `/readyz`: 200 once the node serves traffic and, when it follows a purge API, holds a
+///   lease (has caught up with the purge log); 503 otherwise and while shutting down. A fenced
+///   node still answers requests, but only immutable objects from its cache.
 pub struct AdminApp {
     store: &'static FoyerStorage,
     ready: Arc<AtomicBool>,
+    freshness: Option<Arc<Freshness>>,
 }
 
 impl AdminApp {
-    /// An admin app reporting on `store`, ready when `ready` is set.
-    pub fn new(store: &'static FoyerStorage, ready: Arc<AtomicBool>) -> Self {
-        Self { store, ready }
+    /// An admin app reporting on `store`, ready when `ready` is set (and leased, with
+    /// `freshness`).
+    pub fn new(store: &'static FoyerStorage, ready: Arc<AtomicBool>, freshness: Option<Arc<Freshness>>) -> Self {
+        Self {
+            store,
+            ready,
+            freshness,
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && self.freshness.as_ref().is_none_or(|f| f.is_leased())
     }
 }
 
@@ -56,7 +70,7 @@ impl ServeHttp for AdminApp {
                 text(StatusCode::OK, encoder.format_type(), body)
             }
             "/healthz" => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.ready.load(Ordering::Acquire) => text(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+            "/readyz" if self.is_ready() => text(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", b"not ready\n".to_vec()),
             other => {
                 let body = serde_json::json!({ "error": format!("no admin endpoint {other}; try /metrics, /healthz, /readyz") });

@@ -31,6 +31,17 @@ pub fn primary_key(site: &str, target: &str, ignore_query: &[String]) -> String 
     key
 }
 
+/// The key text a path prefix purge matches: every primary key that starts with it.
+pub fn prefix_key(site: &str, prefix: &str) -> String {
+    let path = prefix.split_once('?').map_or(prefix, |(p, _)| p);
+    let mut normalized = normalize_path(path);
+    // `normalize_path` turns "" into "/"; a prefix keeps its own trailing shape.
+    if !path.ends_with('/') && normalized.ends_with('/') && normalized.len() > 1 {
+        normalized.pop();
+    }
+    format!("{site}\n{normalized}")
+}
+
 /// The pingora cache key of a primary key text.
 pub fn cache_key(primary: String) -> CacheKey {
     CacheKey::new(primary, "")
@@ -108,5 +119,15 @@ mod tests {
         assert_ne!(primary_key("a", "/X.jpg", &[]), primary_key("a", "/x.jpg", &[]));
         assert_ne!(primary_key("a", "/x.jpg?v=1", &[]), primary_key("a", "/x.jpg?v=2", &[]));
         assert_eq!(primary_key("a", "/a/../x%2f", &[]), "a\n/x%2F");
+    }
+
+    #[test]
+    fn prefixes_match_the_keys_below_them() {
+        let prefix = prefix_key("shop", "/img/%7Ecats");
+        assert!(primary_key("shop", "/img/~cats/1.jpg?w=1", &[]).starts_with(&prefix));
+        assert!(primary_key("shop", "/img/~catsup.jpg", &[]).starts_with(&prefix));
+        assert!(!primary_key("shop", "/img/dogs.jpg", &[]).starts_with(&prefix));
+        assert!(!primary_key("other", "/img/~cats/1.jpg", &[]).starts_with(&prefix));
+        assert_eq!(prefix_key("shop", "/img/"), "shop\n/img/");
     }
 }

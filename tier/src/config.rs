@@ -115,6 +115,10 @@ pub struct NodeConfig {
     pub shields: Vec<SocketAddr>,
     /// The sites served; the first one is the default for unknown hosts.
     pub sites: Vec<SiteConfig>,
+    /// The purge API this node follows. Without it the node has no leases and no purges: a
+    /// plain cache without the freshness guarantee.
+    #[serde(default)]
+    pub freshness: Option<FreshnessSection>,
     /// Per-connection write buffer of the proxy listener. A response whose header and body fit
     /// leaves in one send. Default: 64KiB.
     #[serde(default = "default_write_buffer")]
@@ -147,6 +151,18 @@ pub struct CacheSection {
     pub default_ttl_secs: u64,
 }
 
+/// The `freshness:` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessSection {
+    /// purge-api's base URL, `http://host:port`.
+    pub purge_api: String,
+    /// Bearer token for purge-api.
+    pub token: String,
+    /// Where the applied purges are kept across restarts.
+    pub state_dir: PathBuf,
+}
+
 /// One site: a host name and the origin behind it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +181,16 @@ pub struct SiteConfig {
     /// that negotiate formats on `Accept`. Default: false.
     #[serde(default)]
     pub vary_accept: bool,
+    /// Treat versioned URLs as immutable (served without a lease): a `/v/<version>/` path
+    /// segment, a `v=` query parameter, or a file name with a hex content hash
+    /// (`logo.3f9a2c1d.png`). `Cache-Control: immutable` from the origin always counts.
+    /// Default: true.
+    #[serde(default = "yes")]
+    pub versioned_urls: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_threads() -> usize {
@@ -262,6 +288,14 @@ impl NodeConfig {
         }
         if self.sites.is_empty() {
             return fail("sites", "must list at least one site");
+        }
+        if let Some(f) = &self.freshness {
+            if let Err(message) = parse_origin(&f.purge_api) {
+                return fail("freshness.purge_api", &message);
+            }
+            if f.token.is_empty() {
+                return fail("freshness.token", "must not be empty");
+            }
         }
         for (i, site) in self.sites.iter().enumerate() {
             if site.name.is_empty() || site.name.contains(['\n', ' ']) {

@@ -5,6 +5,8 @@ pub mod admin;
 pub mod cache_key;
 pub mod config;
 pub mod errors;
+pub mod freshness;
+pub mod immutable;
 pub mod metrics;
 pub mod node;
 pub mod proxy;

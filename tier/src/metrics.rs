@@ -5,7 +5,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Histogram, IntCounter, IntCounterVec, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    Histogram, IntCounter, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge,
 };
 
 use crate::errors::FailureKind;
@@ -28,6 +29,20 @@ pub struct TierMetrics {
     errors: Vec<IntCounter>,
     /// Shields skipped because they could not be reached.
     pub shield_failovers: IntCounter,
+    /// Last purge sequence applied.
+    pub purge_applied: IntGauge,
+    /// Purges the log's head is ahead of this node (at the last heartbeat).
+    pub purge_lag: IntGauge,
+    /// 1 while the node holds a lease, 0 while fenced.
+    pub lease_held: IntGauge,
+    /// Hits of mutable objects revalidated because the node was fenced.
+    pub fenced_revalidations: IntCounter,
+    /// Stored objects found purged (hard) or stale (soft) by a rule at lookup.
+    pub purged_hits: IntCounter,
+    /// Times the purge log stream broke.
+    pub purge_stream_errors: IntCounter,
+    /// Resets: the node was behind the log's retention and dropped its cache.
+    pub purge_resets: IntCounter,
 }
 
 impl TierMetrics {
@@ -52,6 +67,14 @@ impl TierMetrics {
     pub fn error(&self, kind: FailureKind) {
         self.errors[kind as usize].inc();
     }
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    register_int_gauge!(name, help).expect("metric registers once")
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    register_int_counter!(name, help).expect("metric registers once")
 }
 
 fn register(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -111,5 +134,27 @@ pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| {
             "Connections to a shield that failed, after which the next shield (or the origin) was tried"
         )
         .expect("metric registers once"),
+        purge_applied: gauge("fresco_purge_applied_seq", "Last purge sequence applied by this node"),
+        purge_lag: gauge(
+            "fresco_purge_lag",
+            "How many purges the log's head is ahead of this node",
+        ),
+        lease_held: gauge(
+            "fresco_lease_held",
+            "1 while this node holds a lease, 0 while it is fenced",
+        ),
+        fenced_revalidations: counter(
+            "fresco_fenced_revalidations_total",
+            "Hits of mutable objects revalidated upstream because the node had no lease",
+        ),
+        purged_hits: counter(
+            "fresco_purged_hits_total",
+            "Stored objects found covered by a newer purge at lookup (fetched or revalidated instead)",
+        ),
+        purge_stream_errors: counter("fresco_purge_stream_errors_total", "Times the purge log stream broke"),
+        purge_resets: counter(
+            "fresco_purge_resets_total",
+            "Times this node was behind the log's retention and dropped its whole cache",
+        ),
     }
 });

@@ -15,7 +15,9 @@ use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::config::NodeConfig;
+use crate::config::{FreshnessSection, NodeConfig};
+use crate::freshness::Freshness;
+use crate::freshness::subscriber::{self, SubscriberConfig};
 use crate::proxy::{CacheProxy, Role};
 
 /// The command line of `fresco-edge` and `fresco-shield`.
@@ -46,6 +48,31 @@ impl BackgroundService for StoreLifecycle {
         self.store.close().await;
         tracing::info!("cache store closed");
     }
+}
+
+/// Follows the purge log on a thread of its own, so that purges are applied and leases renewed
+/// however busy the proxy's threads are.
+fn start_subscriber(fresh: Arc<Freshness>, section: &FreshnessSection, config: &NodeConfig, role: Role) {
+    let subscriber = SubscriberConfig {
+        purge_api: section.purge_api.clone(),
+        token: section.token.clone(),
+        node: config.node_id.clone(),
+        role: match role {
+            Role::Edge => fresco_protocol::Role::Edge,
+            Role::Shield => fresco_protocol::Role::Shield,
+        },
+        address: config.listen.to_string(),
+    };
+    std::thread::Builder::new()
+        .name("fresco-purges".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(subscriber::run(fresh, subscriber));
+        })
+        .expect("spawning the purge subscriber");
 }
 
 fn init_tracing(format: &str) {
@@ -92,7 +119,20 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let proxy = match CacheProxy::new(role, &config, store) {
+    let freshness = match &config.freshness {
+        None => None,
+        Some(section) => match Freshness::open(&section.state_dir, &config.sites, store) {
+            Ok(fresh) => Some(Arc::new(fresh)),
+            Err(e) => {
+                eprintln!("fresco-{}: {e}", role.name());
+                return ExitCode::from(1);
+            }
+        },
+    };
+    if let (Some(fresh), Some(section)) = (&freshness, &config.freshness) {
+        start_subscriber(fresh.clone(), section, &config, role);
+    }
+    let proxy = match CacheProxy::new(role, &config, store, freshness.clone()) {
         Ok(proxy) => proxy,
         Err(e) => {
             eprintln!("fresco-{}: {e}", role.name());
@@ -118,7 +158,7 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
         config.write_buffer.0 as usize,
     ));
     proxy_service.add_listener(listener);
-    let mut admin = Service::new("fresco admin".into(), AdminApp::new(store, ready.clone()));
+    let mut admin = Service::new("fresco admin".into(), AdminApp::new(store, ready.clone(), freshness));
     admin.add_tcp(&config.admin_listen.to_string());
     admin.threads = Some(1);
     server.add_service(proxy_service);

@@ -5,6 +5,7 @@
 //! shield does (or none is configured). Everything else, cache policy included, is shared.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,14 +18,18 @@ use pingora_cache::key::HashBinary;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::{CacheKey, VarianceBuilder};
 use pingora_cache::{CacheMeta, CacheMetaDefaults, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
+use pingora_cache::{ForcedFreshness, HitHandler};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::{HMap, RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache_key::{cache_key, primary_key};
 use crate::config::{NodeConfig, parse_origin};
 use crate::errors::{FailureKind, send_json_error};
+use crate::freshness::Freshness;
+use crate::freshness::rules::Verdict;
+use crate::immutable::{marked_immutable, versioned_url};
 use crate::metrics::METRICS;
 
 /// Which tier a node is.
@@ -54,7 +59,13 @@ pub struct Site {
     origin_authority: String,
     ignore_query: Vec<String>,
     vary_accept: bool,
+    versioned_urls: bool,
 }
+
+/// The stored header that says from which purge sequence on an object was fetched.
+pub const FILL_SEQ_HEADER: &str = "x-fresco-fill-seq";
+/// The header a shield answers with: the purge sequence it had applied when the request began.
+pub const APPLIED_HEADER: &str = "x-fresco-applied";
 
 /// Per-request state.
 pub struct RequestCtx {
@@ -62,10 +73,20 @@ pub struct RequestCtx {
     started: Instant,
     shield_attempt: usize,
     upstream: Option<&'static str>,
+    /// The purges applied when the request began: what a fill made by it is fresh against.
+    fill_seq: u64,
+    /// The primary key text (kept only when purge rules are checked).
+    primary: String,
+    /// The upstream's `X-Fresco-Applied`, when it sent one.
+    upstream_applied: Option<u64>,
+    /// This request revalidates a hit because the node has no lease.
+    fenced: bool,
 }
 
 /// The caching reverse proxy of an edge or a shield.
 pub struct CacheProxy {
+    role: Role,
+    freshness: Option<Arc<Freshness>>,
     node_id: String,
     sites: Vec<Site>,
     shields: Vec<SocketAddr>,
@@ -92,8 +113,15 @@ fn heuristic_fresh(status: StatusCode) -> Option<Duration> {
 static META_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(heuristic_fresh, 0, 0);
 
 impl CacheProxy {
-    /// Builds the proxy of a node. Fails if an origin name does not resolve.
-    pub fn new(role: Role, config: &NodeConfig, store: &'static FoyerStorage) -> std::io::Result<Self> {
+    /// Builds the proxy of a node. Fails if an origin name does not resolve. With `freshness`,
+    /// hits are checked against the purges applied and served without revalidation only
+    /// under a lease.
+    pub fn new(
+        role: Role,
+        config: &NodeConfig,
+        store: &'static FoyerStorage,
+        freshness: Option<Arc<Freshness>>,
+    ) -> std::io::Result<Self> {
         HEURISTIC_TTL_SECS.store(config.cache.default_ttl_secs, Ordering::Relaxed);
         let sites = config
             .sites
@@ -110,11 +138,14 @@ impl CacheProxy {
                     origin_authority: authority,
                     ignore_query: s.ignore_query.clone(),
                     vary_accept: s.vary_accept,
+                    versioned_urls: s.versioned_urls,
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         let lock: Box<CacheKeyLockImpl> = CacheLock::new_boxed(config.deadline());
         Ok(Self {
+            role,
+            freshness,
             node_id: config.node_id.clone(),
             sites,
             shields: if role == Role::Edge {
@@ -161,6 +192,26 @@ pub fn cache_label(phase: CachePhase) -> &'static str {
     }
 }
 
+/// A header's value as a number.
+fn header_u64(headers: &HMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.parse().ok()
+}
+
+/// The surrogate keys of a response: `Surrogate-Key` (space-separated) and `Cache-Tag`
+/// (comma-separated).
+fn surrogate_keys(headers: &HMap) -> impl Iterator<Item = &str> {
+    let spaced = headers
+        .get_all("surrogate-key")
+        .into_iter()
+        .filter_map(|v| v.to_str().ok());
+    let commas = headers.get_all("cache-tag").into_iter().filter_map(|v| v.to_str().ok());
+    spaced
+        .flat_map(|v| v.split(' '))
+        .chain(commas.flat_map(|v| v.split(',')))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// Coarse classes of what image formats a client accepts; the variance of `vary_accept` sites.
 fn accept_class(req: &RequestHeader) -> &'static str {
     let accept = req
@@ -187,6 +238,10 @@ impl ProxyHttp for CacheProxy {
             started: Instant::now(),
             shield_attempt: 0,
             upstream: None,
+            fill_seq: 0,
+            primary: String::new(),
+            upstream_applied: None,
+            fenced: false,
         }
     }
 
@@ -199,6 +254,9 @@ impl ProxyHttp for CacheProxy {
             return Ok(true);
         }
         ctx.site = self.site_for(req);
+        if let Some(fresh) = &self.freshness {
+            ctx.fill_seq = fresh.applied();
+        }
         Ok(false)
     }
 
@@ -218,21 +276,82 @@ impl ProxyHttp for CacheProxy {
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
         let site = &self.sites[ctx.site];
         let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
-        Ok(cache_key(primary_key(&site.name, target, &site.ignore_query)))
+        let primary = primary_key(&site.name, target, &site.ignore_query);
+        if self.freshness.is_some() {
+            ctx.primary.clone_from(&primary);
+        }
+        Ok(cache_key(primary))
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        _hit: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>>
+    where
+        Self::CTX: Send + Sync,
+    {
+        let Some(fresh) = &self.freshness else { return Ok(None) };
+        let headers = meta.headers();
+        let fill_seq = header_u64(headers, FILL_SEQ_HEADER).unwrap_or(0);
+        match fresh.verdict(&ctx.primary, surrogate_keys(headers), fill_seq) {
+            Verdict::Purged => {
+                METRICS.purged_hits.inc();
+                return Ok(Some(ForcedFreshness::ForceMiss));
+            }
+            Verdict::Stale => {
+                METRICS.purged_hits.inc();
+                return Ok(Some(ForcedFreshness::ForceExpired));
+            }
+            Verdict::Fresh => {}
+        }
+        if fresh.is_leased() {
+            return Ok(None);
+        }
+        let site = &self.sites[ctx.site];
+        let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
+        if marked_immutable(headers) || (site.versioned_urls && versioned_url(target)) {
+            return Ok(None);
+        }
+        // Fenced: a purge may have been missed, so the cached bytes go out only if an upstream
+        // confirms them (conditional GET); if none answers, 503, never the cached bytes.
+        ctx.fenced = true;
+        METRICS.fenced_revalidations.inc();
+        Ok(Some(ForcedFreshness::ForceExpired))
     }
 
     fn response_cache_filter(
         &self,
         session: &Session,
         resp: &ResponseHeader,
-        _: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("set-cookie")));
         }
         let cc = CacheControl::from_resp_headers(resp);
         let auth = session.req_header().headers.contains_key(http::header::AUTHORIZATION);
-        Ok(resp_cacheable(cc.as_ref(), resp.clone(), auth, &META_DEFAULTS))
+        let mut cacheable = resp_cacheable(cc.as_ref(), resp.clone(), auth, &META_DEFAULTS);
+        if self.freshness.is_some()
+            && let RespCacheable::Cacheable(meta) = &mut cacheable
+        {
+            // A shield behind this node's purges may have answered from a copy this node
+            // already knows is purged: serve it (the request may be older than the purge's
+            // answer), but do not keep it.
+            if ctx.upstream == Some("shield") && ctx.upstream_applied.unwrap_or(0) < ctx.fill_seq {
+                return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
+                    "shield behind this node's purges",
+                )));
+            }
+            // Set here rather than on the upstream response so that a 304's merged header
+            // gets it too: the revalidated object is fresh from this request's start on.
+            meta.response_header_mut()
+                .insert_header(FILL_SEQ_HEADER, ctx.fill_seq)?;
+        }
+        Ok(cacheable)
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
@@ -299,7 +418,7 @@ impl ProxyHttp for CacheProxy {
         &self,
         _: &mut Session,
         resp: &mut ResponseHeader,
-        _: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()>
     where
         Self::CTX: Send + Sync,
@@ -309,10 +428,19 @@ impl ProxyHttp for CacheProxy {
         // `response_filter` corrects `X-Cache` on every other path.
         resp.insert_header("x-cache", "HIT")?;
         resp.insert_header("x-fresco-node", &self.node_id)?;
+        ctx.upstream_applied = header_u64(&resp.headers, APPLIED_HEADER);
+        if ctx.upstream_applied.is_some() {
+            resp.remove_header(APPLIED_HEADER);
+        }
         Ok(())
     }
 
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, _: &mut RequestCtx) -> Result<()>
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()>
     where
         Self::CTX: Send + Sync,
     {
@@ -327,14 +455,22 @@ impl ProxyHttp for CacheProxy {
             resp.insert_header("x-cache", label)?;
             resp.insert_header("x-fresco-node", &self.node_id)?;
         }
+        if self.role == Role::Shield && self.freshness.is_some() {
+            resp.insert_header(APPLIED_HEADER, ctx.fill_seq)?;
+        }
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _: &mut RequestCtx) -> FailToProxy
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy
     where
         Self::CTX: Send + Sync,
     {
-        let (kind, status) = FailureKind::of(e);
+        let (kind, mut status) = FailureKind::of(e);
+        let mut message = kind.message();
+        if ctx.fenced && kind != FailureKind::Client {
+            status = 503;
+            message = "this node lost its purge lease and no upstream could confirm the cached copy";
+        }
         METRICS.error(kind);
         let already_answered = session.response_written().is_some();
         let client_gone = kind == FailureKind::Client
@@ -344,7 +480,7 @@ impl ProxyHttp for CacheProxy {
             );
         if !already_answered
             && !client_gone
-            && let Err(write_error) = send_json_error(session, status, kind.message(), &self.node_id).await
+            && let Err(write_error) = send_json_error(session, status, message, &self.node_id).await
         {
             tracing::debug!(error = %write_error, "could not send the error response");
         }

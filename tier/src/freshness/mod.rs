@@ -1,0 +1,217 @@
+//! The freshness protocol on the node side (DESIGN.md, "Freshness").
+//!
+//! - [`Freshness`] is the state the proxy consults on every hit: the purges applied (as
+//!   [`rules::PurgeRules`]), the last applied sequence, and the lease.
+//! - [`subscriber`] keeps it current: it streams the purge log from purge-api, applies and
+//!   persists each purge before acknowledging it, and renews the lease.
+//!
+//! The rules and the applied sequence are persisted (redb, fsync'd) before an ack, so a node
+//! that crashes and restarts knows every purge it acknowledged, and catches up on the rest
+//! before it holds a lease again.
+
+pub mod rules;
+pub mod subscriber;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use fresco_protocol::{PurgeRecord, Target};
+use fresco_store::FoyerStorage;
+use parking_lot::RwLock;
+use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
+use pingora_cache::trace::Span;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::cache_key::{cache_key, prefix_key, primary_key};
+use crate::config::SiteConfig;
+use rules::{PurgeRules, Rule, RuleKind, Verdict};
+
+/// Rules by kind code + key: (hard seq, soft seq).
+const RULES: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("rules");
+/// `applied`: the last sequence applied with all before it.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// A failure of the node's freshness state.
+#[derive(Debug, thiserror::Error)]
+#[error("freshness state: {0}")]
+pub struct FreshnessError(String);
+
+fn db_error<E: std::fmt::Display>(e: E) -> FreshnessError {
+    FreshnessError(e.to_string())
+}
+
+struct SiteKeys {
+    name: String,
+    hosts: Vec<String>,
+    ignore_query: Vec<String>,
+}
+
+/// A node's view of the purge log and its lease.
+pub struct Freshness {
+    applied: AtomicU64,
+    /// Nanoseconds after `base` until which the lease holds; 0 before the first grant.
+    lease_until: AtomicU64,
+    base: Instant,
+    rules: RwLock<PurgeRules>,
+    db: Database,
+    sites: Vec<SiteKeys>,
+    store: &'static FoyerStorage,
+}
+
+impl Freshness {
+    /// Opens the persisted state in `dir` (rules and applied sequence).
+    pub fn open(dir: &Path, sites: &[SiteConfig], store: &'static FoyerStorage) -> Result<Self, FreshnessError> {
+        std::fs::create_dir_all(dir).map_err(db_error)?;
+        let db = Database::create(dir.join("freshness.redb")).map_err(db_error)?;
+        let txn = db.begin_write().map_err(db_error)?;
+        txn.open_table(RULES).map_err(db_error)?;
+        txn.open_table(META).map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        let mut rules = PurgeRules::default();
+        let applied = {
+            let txn = db.begin_read().map_err(db_error)?;
+            let table = txn.open_table(RULES).map_err(db_error)?;
+            for entry in table.iter().map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                let key = k.value();
+                let (hard, soft) = v.value();
+                if let (Some(kind), Ok(text)) = (RuleKind::from_code(key[0]), std::str::from_utf8(&key[1..])) {
+                    rules.restore(kind, text, Rule { hard, soft });
+                }
+            }
+            let meta = txn.open_table(META).map_err(db_error)?;
+            meta.get("applied").map_err(db_error)?.map_or(0, |v| v.value())
+        };
+        Ok(Self {
+            applied: AtomicU64::new(applied),
+            lease_until: AtomicU64::new(0),
+            base: Instant::now(),
+            rules: RwLock::new(rules),
+            db,
+            sites: sites
+                .iter()
+                .map(|s| SiteKeys {
+                    name: s.name.clone(),
+                    hosts: s.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    ignore_query: s.ignore_query.clone(),
+                })
+                .collect(),
+            store,
+        })
+    }
+
+    /// The last purge applied, with every one before it.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Whether the node holds a lease now (measured from when the renewal was sent).
+    pub fn is_leased(&self) -> bool {
+        let until = self.lease_until.load(Ordering::Acquire);
+        until != 0 && (self.base.elapsed().as_nanos() as u64) < until
+    }
+
+    /// Extends the lease to `sent + lease`.
+    pub fn grant(&self, sent: Instant, lease: Duration) {
+        let until = (sent.duration_since(self.base) + lease).as_nanos() as u64;
+        self.lease_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// The verdict for a stored object (see [`rules`]).
+    pub fn verdict<'a>(&self, primary: &str, tags: impl Iterator<Item = &'a str>, fill_seq: u64) -> Verdict {
+        let rules = self.rules.read();
+        if rules.is_empty() {
+            return Verdict::Fresh;
+        }
+        rules.verdict(primary, tags, fill_seq)
+    }
+
+    /// Number of rules held.
+    pub fn rule_count(&self) -> usize {
+        self.rules.read().len()
+    }
+
+    fn site_of(&self, target: &Target) -> &SiteKeys {
+        self.sites
+            .iter()
+            .find(|s| !target.host.is_empty() && (s.name == target.host || s.hosts.contains(&target.host)))
+            .unwrap_or(&self.sites[0])
+    }
+
+    /// Applies purges in order, persists them, then deletes what URL purges name. Records at
+    /// or below `applied` are skipped (delivery is at least once).
+    pub async fn apply(&self, records: &[PurgeRecord]) -> Result<(), FreshnessError> {
+        let applied = self.applied();
+        let fresh: Vec<&PurgeRecord> = records.iter().filter(|r| r.seq > applied).collect();
+        let Some(last) = fresh.last().map(|r| r.seq) else {
+            return Ok(());
+        };
+        let mut deletes = Vec::new();
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(RULES).map_err(db_error)?;
+            let mut rules = self.rules.write();
+            let mut put = |kind: RuleKind, key: &str, seq: u64, soft: bool| -> Result<(), FreshnessError> {
+                let rule = rules.add(kind, key, seq, soft);
+                let mut k = vec![kind.code()];
+                k.extend_from_slice(key.as_bytes());
+                table.insert(k.as_slice(), (rule.hard, rule.soft)).map_err(db_error)?;
+                Ok(())
+            };
+            for record in &fresh {
+                for url in &record.urls {
+                    let site = self.site_of(url);
+                    let key = primary_key(&site.name, &url.path, &site.ignore_query);
+                    put(RuleKind::Url, &key, record.seq, record.soft)?;
+                    if !record.soft {
+                        deletes.push(key);
+                    }
+                }
+                for tag in &record.tags {
+                    put(RuleKind::Tag, tag, record.seq, record.soft)?;
+                }
+                for prefix in &record.prefixes {
+                    let site = self.site_of(prefix);
+                    put(
+                        RuleKind::Prefix,
+                        &prefix_key(&site.name, &prefix.path),
+                        record.seq,
+                        record.soft,
+                    )?;
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            meta.insert("applied", last).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)?;
+        self.applied.store(last, Ordering::Release);
+        // The rules already keep these from being served; deleting frees the space now.
+        let span = Span::inactive().handle();
+        for key in deletes {
+            let compact = cache_key(key).to_compact();
+            let _ = self
+                .store
+                .purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &span)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// The log could not replay from where this node was: drop every cached object (memory
+    /// and disk) and every rule, and continue from `next`.
+    pub async fn reset(&self, next: u64) -> Result<(), FreshnessError> {
+        self.store.clear().await;
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(RULES).map_err(db_error)?;
+            table.retain(|_, _| false).map_err(db_error)?;
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            meta.insert("applied", next.saturating_sub(1)).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)?;
+        *self.rules.write() = PurgeRules::default();
+        self.applied.store(next.saturating_sub(1), Ordering::Release);
+        Ok(())
+    }
+}

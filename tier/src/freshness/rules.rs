@@ -1,0 +1,181 @@
+//! The purges a node has applied, as rules checked on every hit.
+//!
+//! A purge does not have to find the objects it covers: each stored object records the purge
+//! sequence its fetch started at (`X-Fresco-Fill-Seq`), and a hit is served only if no purge
+//! newer than that covers it — by URL (every variant: the rule is on the primary key), by tag
+//! or by prefix. This also closes the stale-refill race: a fetch that started before purge N has
+//! a fill sequence below N, so whatever it stores is never served after N is applied.
+
+use std::collections::HashMap;
+
+/// The newest hard and soft purge covering something.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// Newest hard purge (delete).
+    pub hard: u64,
+    /// Newest soft purge (revalidate before serving).
+    pub soft: u64,
+}
+
+impl Rule {
+    fn raise(&mut self, seq: u64, soft: bool) {
+        let slot = if soft { &mut self.soft } else { &mut self.hard };
+        *slot = (*slot).max(seq);
+    }
+
+    fn max(self, other: Rule) -> Rule {
+        Rule {
+            hard: self.hard.max(other.hard),
+            soft: self.soft.max(other.soft),
+        }
+    }
+}
+
+/// What to do with a stored object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No newer purge covers it.
+    Fresh,
+    /// A newer hard purge covers it: a miss.
+    Purged,
+    /// A newer soft purge covers it: revalidate before serving.
+    Stale,
+}
+
+/// What a rule is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    /// A primary key (site, normalized path and query).
+    Url,
+    /// A surrogate key.
+    Tag,
+    /// A primary key prefix.
+    Prefix,
+}
+
+impl RuleKind {
+    /// The tag used when rules are persisted.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Url => b'u',
+            Self::Tag => b't',
+            Self::Prefix => b'p',
+        }
+    }
+
+    /// The kind of a persisted tag.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            b'u' => Some(Self::Url),
+            b't' => Some(Self::Tag),
+            b'p' => Some(Self::Prefix),
+            _ => None,
+        }
+    }
+}
+
+/// Every purge rule a node holds.
+#[derive(Default)]
+pub struct PurgeRules {
+    urls: HashMap<String, Rule>,
+    tags: HashMap<String, Rule>,
+    prefixes: Vec<(String, Rule)>,
+}
+
+impl PurgeRules {
+    /// Whether no purge has been applied.
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty() && self.tags.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.urls.len() + self.tags.len() + self.prefixes.len()
+    }
+
+    /// Records purge `seq` of `key`; returns the rule as it now stands (to persist it).
+    pub fn add(&mut self, kind: RuleKind, key: &str, seq: u64, soft: bool) -> Rule {
+        let rule = match kind {
+            RuleKind::Url => self.urls.entry(key.to_string()).or_default(),
+            RuleKind::Tag => self.tags.entry(key.to_string()).or_default(),
+            RuleKind::Prefix => match self.prefixes.iter().position(|(p, _)| p == key) {
+                Some(i) => &mut self.prefixes[i].1,
+                None => {
+                    self.prefixes.push((key.to_string(), Rule::default()));
+                    &mut self.prefixes.last_mut().expect("just pushed").1
+                }
+            },
+        };
+        rule.raise(seq, soft);
+        *rule
+    }
+
+    /// Restores a persisted rule.
+    pub fn restore(&mut self, kind: RuleKind, key: &str, rule: Rule) {
+        if rule.hard > 0 {
+            self.add(kind, key, rule.hard, false);
+        }
+        if rule.soft > 0 {
+            self.add(kind, key, rule.soft, true);
+        }
+    }
+
+    /// The verdict for an object with primary key `primary`, surrogate keys `tags`, fetched
+    /// from sequence `fill_seq` on.
+    pub fn verdict<'a>(&self, primary: &str, tags: impl Iterator<Item = &'a str>, fill_seq: u64) -> Verdict {
+        let mut rule = self.urls.get(primary).copied().unwrap_or_default();
+        if !self.tags.is_empty() {
+            for tag in tags {
+                if let Some(r) = self.tags.get(tag) {
+                    rule = rule.max(*r);
+                }
+            }
+        }
+        for (prefix, r) in &self.prefixes {
+            if primary.starts_with(prefix.as_str()) {
+                rule = rule.max(*r);
+            }
+        }
+        if fill_seq < rule.hard {
+            Verdict::Purged
+        } else if fill_seq < rule.soft {
+            Verdict::Stale
+        } else {
+            Verdict::Fresh
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_covers_fills_started_before_it_only() {
+        let mut rules = PurgeRules::default();
+        rules.add(RuleKind::Url, "s\n/a.jpg", 5, false);
+        assert_eq!(rules.verdict("s\n/a.jpg", [].into_iter(), 4), Verdict::Purged);
+        assert_eq!(rules.verdict("s\n/a.jpg", [].into_iter(), 5), Verdict::Fresh);
+        assert_eq!(rules.verdict("s\n/b.jpg", [].into_iter(), 0), Verdict::Fresh);
+    }
+
+    #[test]
+    fn tags_prefixes_and_soft_purges() {
+        let mut rules = PurgeRules::default();
+        rules.add(RuleKind::Tag, "product-7", 3, false);
+        rules.add(RuleKind::Prefix, "s\n/img/", 6, true);
+        assert_eq!(
+            rules.verdict("s\n/x.jpg", ["a", "product-7"].into_iter(), 2),
+            Verdict::Purged
+        );
+        assert_eq!(rules.verdict("s\n/img/a.jpg", [].into_iter(), 5), Verdict::Stale);
+        assert_eq!(rules.verdict("s\n/img/a.jpg", [].into_iter(), 6), Verdict::Fresh);
+        // A later soft purge does not weaken an earlier hard one.
+        rules.add(RuleKind::Tag, "product-7", 9, true);
+        assert_eq!(
+            rules.verdict("s\n/x.jpg", ["product-7"].into_iter(), 2),
+            Verdict::Purged
+        );
+        assert_eq!(rules.verdict("s\n/x.jpg", ["product-7"].into_iter(), 4), Verdict::Stale);
+    }
+}

@@ -1,0 +1,188 @@
+//! Keeps a node's [`Freshness`] current: the log stream, acks and lease renewals.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fresco_protocol::{AckRequest, LeaseRequest, LeaseResponse, LogLine, PurgeRecord, Role};
+use tokio::sync::Notify;
+
+use super::Freshness;
+use crate::metrics::METRICS;
+
+/// Where a node finds purge-api and who it is there.
+#[derive(Clone, Debug)]
+pub struct SubscriberConfig {
+    /// purge-api's base URL.
+    pub purge_api: String,
+    /// Bearer token.
+    pub token: String,
+    /// This node's id.
+    pub node: String,
+    /// Its role.
+    pub role: Role,
+    /// The address it serves on.
+    pub address: String,
+}
+
+struct Subscriber {
+    fresh: Arc<Freshness>,
+    config: SubscriberConfig,
+    http: reqwest::Client,
+    /// Wakes the lease loop early (after catching up while fenced).
+    renew_now: Notify,
+}
+
+/// Runs the subscriber until the process ends: one task streams and applies the log, one
+/// renews the lease every third of its length.
+pub async fn run(fresh: Arc<Freshness>, config: SubscriberConfig) {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true)
+        .build()
+        .expect("an HTTP client");
+    let sub = Arc::new(Subscriber {
+        fresh,
+        config,
+        http,
+        renew_now: Notify::new(),
+    });
+    let leases = tokio::spawn(sub.clone().lease_loop());
+    sub.stream_loop().await;
+    leases.abort();
+}
+
+impl Subscriber {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.purge_api.trim_end_matches('/'))
+    }
+
+    async fn stream_loop(self: &Arc<Self>) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.stream_once().await {
+                Ok(()) => backoff = Duration::from_millis(50),
+                Err(e) => {
+                    tracing::warn!(error = %e, "purge log stream broke; reconnecting");
+                    METRICS.purge_stream_errors.inc();
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Streams the log from the next unapplied sequence until the stream ends or fails.
+    async fn stream_once(self: &Arc<Self>) -> Result<(), String> {
+        let from = self.fresh.applied() + 1;
+        let mut resp = self
+            .http
+            .get(self.url(&format!("/v1/log?from={from}")))
+            .bearer_auth(&self.config.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("purge-api answered {}", resp.status()));
+        }
+        let mut buffer: Vec<u8> = Vec::new();
+        // A heartbeat comes every second; silence for three means the stream is dead.
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(3), resp.chunk())
+            .await
+            .map_err(|_| "no heartbeat for 3 s".to_string())?
+            .map_err(|e| e.to_string())?
+        {
+            buffer.extend_from_slice(&chunk);
+            let Some(end) = buffer.iter().rposition(|b| *b == b'\n') else {
+                continue;
+            };
+            let complete: Vec<u8> = buffer.drain(..=end).collect();
+            let mut batch: Vec<PurgeRecord> = Vec::new();
+            for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                match serde_json::from_slice::<LogLine>(line).map_err(|e| format!("bad log line: {e}"))? {
+                    LogLine::Purge(record) => batch.push(record),
+                    LogLine::Reset { next } => {
+                        self.apply(&std::mem::take(&mut batch)).await?;
+                        tracing::warn!(next, "behind the purge log's retention: dropping every cached object");
+                        self.fresh.reset(next).await.map_err(|e| e.to_string())?;
+                        METRICS.purge_resets.inc();
+                    }
+                    LogLine::Heartbeat { head } => {
+                        METRICS.purge_lag.set(head.saturating_sub(self.fresh.applied()) as i64)
+                    }
+                }
+            }
+            self.apply(&batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply(self: &Arc<Self>, batch: &[PurgeRecord]) -> Result<(), String> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.fresh.apply(batch).await.map_err(|e| e.to_string())?;
+        let applied = self.fresh.applied();
+        METRICS.purge_applied.set(applied as i64);
+        let ack = AckRequest {
+            node: self.config.node.clone(),
+            applied,
+        };
+        let sent = self
+            .http
+            .post(self.url("/v1/ack"))
+            .bearer_auth(&self.config.token)
+            .json(&ack)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().as_u16() == 409 => self.renew_now.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "ack failed; the next lease renewal reports progress"),
+        }
+        if !self.fresh.is_leased() {
+            self.renew_now.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn lease_loop(self: Arc<Self>) {
+        loop {
+            let lease = self.renew().await;
+            METRICS.lease_held.set(i64::from(self.fresh.is_leased()));
+            let period = lease.map_or(Duration::from_millis(200), |l| Duration::from_millis(l.lease_ms / 3));
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = self.renew_now.notified() => {}
+            }
+        }
+    }
+
+    async fn renew(&self) -> Option<LeaseResponse> {
+        let request = LeaseRequest {
+            node: self.config.node.clone(),
+            role: self.config.role,
+            address: self.config.address.clone(),
+            applied: self.fresh.applied(),
+        };
+        // The lease runs from when the request was sent, never from when the answer came.
+        let sent = Instant::now();
+        let answer = self
+            .http
+            .post(self.url("/v1/lease"))
+            .bearer_auth(&self.config.token)
+            .timeout(Duration::from_secs(1))
+            .json(&request)
+            .send()
+            .await
+            .ok()?
+            .json::<LeaseResponse>()
+            .await
+            .ok()?;
+        if answer.granted {
+            self.fresh.grant(sent, Duration::from_millis(answer.lease_ms));
+        } else {
+            tracing::debug!(reason = ?answer.reason, "lease not granted");
+        }
+        Some(answer)
+    }
+}
