@@ -38,6 +38,7 @@ pub struct ClusterBuilder {
     shields: usize,
     origin: Option<String>,
     deadline_ms: u64,
+    lease_ms: u64,
     state: Option<Arc<tempfile::TempDir>>,
 }
 
@@ -48,6 +49,7 @@ impl Default for ClusterBuilder {
             shields: 1,
             origin: None,
             deadline_ms: 5000,
+            lease_ms: 2000,
             state: None,
         }
     }
@@ -63,6 +65,12 @@ impl ClusterBuilder {
     /// Sets the edges' deadline.
     pub fn deadline_ms(mut self, ms: u64) -> Self {
         self.deadline_ms = ms;
+        self
+    }
+
+    /// Sets purge-api's lease length.
+    pub fn lease_ms(mut self, ms: u64) -> Self {
+        self.lease_ms = ms;
         self
     }
 
@@ -87,6 +95,7 @@ impl ClusterBuilder {
                 &self.shields.to_string(),
             ])
             .args(["--deadline-ms", &self.deadline_ms.to_string()])
+            .args(["--lease-ms", &self.lease_ms.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(origin) = &self.origin {
@@ -175,6 +184,104 @@ impl Cluster {
             });
         }
         requests.join_all().await
+    }
+}
+
+/// The answer of purge-api: status and JSON body.
+pub struct PurgeAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: serde_json::Value,
+}
+
+impl Cluster {
+    /// `POST /v1/purge` with the cluster's bearer token.
+    pub async fn purge(&self, body: serde_json::Value) -> PurgeAnswer {
+        let resp = client()
+            .post(format!("{}/v1/purge", self.info.purge_api))
+            .bearer_auth(&self.info.purge_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("purge-api answers");
+        let status = resp.status().as_u16();
+        PurgeAnswer {
+            status,
+            body: resp.json().await.unwrap_or_default(),
+        }
+    }
+
+    /// The log's head, from `GET /v1/members`.
+    pub async fn log_head(&self) -> u64 {
+        let members: serde_json::Value = client()
+            .get(format!("{}/v1/members", self.info.purge_api))
+            .bearer_auth(&self.info.purge_token)
+            .send()
+            .await
+            .expect("purge-api answers")
+            .json()
+            .await
+            .expect("members is JSON");
+        members["head"].as_u64().expect("head is a number")
+    }
+
+    /// Starts a killed node again, as devcluster did, and waits until it is ready (caught up
+    /// with the purge log and leased). The new process is not stopped with the cluster: the
+    /// caller kills it (see [`NodeProcess`]).
+    pub fn restart_node(&self, node: &NodeInfo) -> NodeProcess {
+        let binary = if node.id.starts_with("edge") {
+            "fresco-edge"
+        } else {
+            "fresco-shield"
+        };
+        let child = Command::new(bin_dir().join(binary))
+            .arg("-c")
+            .arg(&node.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the node starts");
+        let ready = format!("{}/readyz", node.admin);
+        let started = std::time::Instant::now();
+        while !answers_200(&ready) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} did not become ready",
+                node.id
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        NodeProcess(child)
+    }
+}
+
+/// Whether a plain `GET` of `url` (`http://host:port/path`) answers 200, without an async
+/// runtime (node restarts happen inside async tests).
+fn answers_200(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+}
+
+/// A node process started by a test; killed when dropped.
+pub struct NodeProcess(Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

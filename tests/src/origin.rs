@@ -10,6 +10,8 @@
 //! | `/cookie/…` | sets a cookie |
 //! | `/hang/…` | never answers within a test's time |
 //! | `/broken/…` | after 300 ms, announces the 20 KB body but dies after 5 KB of it |
+//! | `/mut/<name>` | a mutable object at a version the test sets ([`TestOrigin::set_version`]): `X-Version`, ETag and body follow it; `Surrogate-Key: obj-<name> all-mut` |
+//! | `/slowmut/<name>` | as `/mut/` after 600 ms (the version is read when the request arrives) |
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +37,12 @@ pub struct Seen {
 #[derive(Default)]
 struct Shared {
     seen: Mutex<HashMap<String, Seen>>,
+    versions: Mutex<HashMap<String, u64>>,
+}
+
+/// The body of version `version` of `path`.
+pub fn versioned_body(path: &str, version: u64) -> Vec<u8> {
+    body_of(&format!("{path}#v{version}"))
 }
 
 /// A running test origin.
@@ -81,6 +89,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if kind == "broken" {
         return broken_response(&path).await;
     }
+    if kind == "mut" || kind == "slowmut" {
+        let version = shared.versions.lock().unwrap().get(&path).copied().unwrap_or(1);
+        if kind == "slowmut" {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        return mutable_response(&path, version, if_none_match.as_deref());
+    }
     let cache_control = match kind {
         "img" | "slow" => "public, max-age=300",
         "short" => "public, max-age=1",
@@ -124,7 +139,31 @@ async fn broken_response(path: &str) -> Response {
     response
 }
 
+fn mutable_response(path: &str, version: u64, if_none_match: Option<&str>) -> Response {
+    let etag = format!("\"v{version}\"");
+    let mut response = if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "image/png")], versioned_body(path, version)).into_response()
+    };
+    let name = path.rsplit('/').next().unwrap_or("");
+    let h = response.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).unwrap());
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert("x-version", HeaderValue::from(version));
+    h.insert(
+        "surrogate-key",
+        HeaderValue::from_str(&format!("obj-{name} all-mut")).unwrap(),
+    );
+    response
+}
+
 impl TestOrigin {
+    /// Makes `/mut/…` or `/slowmut/…` `path` serve `version` from now on.
+    pub fn set_version(&self, path: &str, version: u64) {
+        self.shared.versions.lock().unwrap().insert(path.to_string(), version);
+    }
+
     /// Starts the origin on a free loopback port, in the calling tokio runtime.
     pub async fn start() -> Self {
         let shared = Arc::new(Shared::default());
