@@ -4,6 +4,7 @@
 //! The binaries are taken from `FRESCO_BIN_DIR`, or `target/release` of this workspace
 //! (`make test` builds them first).
 
+pub mod netns;
 pub mod origin;
 
 use std::io::{BufRead, BufReader};
@@ -256,6 +257,11 @@ impl Cluster {
     }
 }
 
+/// Whether a plain `GET` of `url` answers 200 (see [`answers_200`]).
+pub fn is_ready(url: &str) -> bool {
+    answers_200(url)
+}
+
 /// Whether a plain `GET` of `url` (`http://host:port/path`) answers 200, without an async
 /// runtime (node restarts happen inside async tests).
 fn answers_200(url: &str) -> bool {
@@ -275,8 +281,29 @@ fn answers_200(url: &str) -> bool {
     stream.read_exact(&mut head).is_ok() && head.ends_with(b"200")
 }
 
-/// A node process started by a test; killed when dropped.
+/// A process started by a test; killed when dropped.
 pub struct NodeProcess(Child);
+
+impl NodeProcess {
+    /// Spawns `cmd` (output discarded) and waits until `ready_url` answers 200.
+    pub fn spawn_ready(mut cmd: Command, ready_url: &str) -> Self {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the process starts");
+        let process = NodeProcess(child);
+        let started = std::time::Instant::now();
+        while !answers_200(ready_url) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{ready_url} never answered 200"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        process
+    }
+}
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {

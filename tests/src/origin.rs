@@ -4,6 +4,7 @@
 //! | path | behaviour |
 //! |---|---|
 //! | `/img/…` | 20 KB body derived from the path, `public, max-age=300`, ETag, honours `If-None-Match` |
+//! | `/immutable/…` | as `/img/` with `Cache-Control: immutable` |
 //! | `/short/…` | as `/img/` with `max-age=1` |
 //! | `/slow/…` | as `/img/` after 300 ms |
 //! | `/private/…` | `Cache-Control: private` |
@@ -98,6 +99,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
     let cache_control = match kind {
         "img" | "slow" => "public, max-age=300",
+        "immutable" => "public, max-age=31536000, immutable",
         "short" => "public, max-age=1",
         "private" => "private, max-age=300",
         "cookie" => "public, max-age=300",
@@ -166,11 +168,14 @@ impl TestOrigin {
 
     /// Starts the origin on a free loopback port, in the calling tokio runtime.
     pub async fn start() -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Starts the origin on a free port of `ip` (an address of this machine).
+    pub async fn start_on(ip: std::net::Ipv4Addr) -> Self {
         let shared = Arc::new(Shared::default());
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .unwrap();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0))).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, shared }
