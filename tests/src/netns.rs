@@ -10,7 +10,26 @@ use std::process::Command;
 /// A network namespace with a veth link to this machine; removed on drop.
 pub struct TestHost {
     name: String,
+    host_if: String,
     n: u8,
+}
+
+/// Deletes interfaces that hold an address of link `n`: leftovers of an interrupted run (a
+/// namespace outlives `ip netns del` while sockets in it linger, and so does its veth pair).
+fn remove_stale_links(n: u8) {
+    let Ok(out) = Command::new("ip")
+        .args(["-o", "addr", "show", "to", &format!("10.231.{n}.0/24")])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(name) = line.split_whitespace().nth(1) {
+            let _ = Command::new("ip")
+                .args(["link", "del", name.trim_end_matches(':')])
+                .output();
+        }
+    }
 }
 
 fn run(args: &[&str]) {
@@ -30,10 +49,15 @@ impl TestHost {
             format!("fh{n}p{}", std::process::id() % 10_000),
             format!("fn{n}p{}", std::process::id() % 10_000),
         );
-        // A leftover of an interrupted run would make `ip link add` fail.
+        // A leftover of an interrupted run would make `ip link add` fail or steal the addresses.
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        remove_stale_links(n);
         run(&["ip", "netns", "add", &name]);
-        let host = Self { name: name.clone(), n };
+        let host = Self {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            n,
+        };
         run(&["ip", "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if]);
         run(&["ip", "link", "set", &ns_if, "netns", &name]);
         run(&["ip", "addr", "add", &format!("10.231.{n}.1/24"), "dev", &host_if]);
@@ -90,7 +114,9 @@ impl TestHost {
 
 impl Drop for TestHost {
     fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the veth pair, and with it the other end.
+        // Deleting one end of a veth pair deletes both; the namespace itself may linger until
+        // its last socket is gone, so the link is not left to it.
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
