@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use clap::Parser;
 use fresco_purge_api::auth::Authenticator;
 use fresco_purge_api::config::PurgeApiConfig;
@@ -101,6 +102,12 @@ async fn main() -> ExitCode {
         }
         tracing::info!("purge-api stopping");
     };
+    // Log lines and acks are small writes that must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "setting TCP_NODELAY");
+        }
+    });
     if let Err(e) = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await

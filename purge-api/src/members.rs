@@ -169,16 +169,29 @@ impl Members {
         state.answered_max = state.answered_max.max(seq);
     }
 
+    /// Whether purge `seq` is complete, without building its status (every waiter checks on
+    /// every ack); if not, when the first lease holder still missing it will surely expire.
+    fn pending_until(&self, seq: u64) -> Option<Instant> {
+        let now = Instant::now();
+        let state = self.state.lock();
+        state
+            .members
+            .values()
+            .filter(|m| m.applied < seq)
+            .filter_map(|m| m.lease_until.filter(|until| *until > now))
+            .min()
+    }
+
     /// Waits until purge `seq` is complete, or `limit` has passed; returns its status then.
     pub async fn wait_complete(&self, seq: u64, limit: Duration) -> PurgeStatus {
         let deadline = tokio::time::Instant::now() + limit;
         let mut changed = self.changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let (status, next_expiry) = self.status(seq);
-            if status.complete {
-                return status;
-            }
+            let Some(next_expiry) = self.pending_until(seq) else {
+                return self.status(seq).0;
+            };
+            let next_expiry = Some(next_expiry);
             let wake = next_expiry.map_or(deadline, |e| tokio::time::Instant::from_std(e).min(deadline));
             tokio::select! {
                 _ = changed.changed() => {}

@@ -69,6 +69,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Sets the number of edges and shields.
+    pub fn size(mut self, edges: usize, shields: usize) -> Self {
+        self.edges = edges;
+        self.shields = shields;
+        self
+    }
+
     /// Sets purge-api's lease length.
     pub fn lease_ms(mut self, ms: u64) -> Self {
         self.lease_ms = ms;

@@ -127,18 +127,23 @@ impl Subscriber {
             node: self.config.node.clone(),
             applied,
         };
-        let sent = self
-            .http
-            .post(self.url("/v1/ack"))
-            .bearer_auth(&self.config.token)
-            .json(&ack)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().as_u16() == 409 => self.renew_now.notify_one(),
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "ack failed; the next lease renewal reports progress"),
-        }
+        // The ack goes out on its own task so that the next batch is applied meanwhile; acks
+        // may then arrive out of order, which is harmless: purge-api keeps the highest.
+        let sub = self.clone();
+        tokio::spawn(async move {
+            let sent = sub
+                .http
+                .post(sub.url("/v1/ack"))
+                .bearer_auth(&sub.config.token)
+                .json(&ack)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().as_u16() == 409 => sub.renew_now.notify_one(),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "ack failed; the next lease renewal reports progress"),
+            }
+        });
         if !self.fresh.is_leased() {
             self.renew_now.notify_one();
         }

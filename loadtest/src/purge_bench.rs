@@ -1,0 +1,179 @@
+//! `purge-bench`: purge acknowledgement latency, sustained purge rate, and what purging costs
+//! hits, on a real cluster (8 edges and 2 shields by default) on this machine.
+//!
+//! Prints a table and writes `docs/bench/purge-latency.csv` (one line per purge) for
+//! `loadtest/plot_purge.py`.
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use fresco_e2e::Cluster;
+use fresco_e2e::origin::TestOrigin;
+use serde_json::json;
+
+/// Measures purges on a real cluster: acknowledgement latency (one purge at a time), the
+/// sustained rate with many in flight, and hit throughput with and without purging.
+#[derive(Parser)]
+#[command(name = "purge-bench", version)]
+struct Cli {
+    /// Edges in the cluster.
+    #[arg(long, default_value_t = 8)]
+    edges: usize,
+    /// Shields in the cluster.
+    #[arg(long, default_value_t = 2)]
+    shields: usize,
+    /// Purges timed one at a time.
+    #[arg(long, default_value_t = 1000)]
+    sequential: usize,
+    /// Seconds of the sustained-rate and hit-cost phases.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Purges in flight during the sustained phase.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Where to write the per-purge CSV.
+    #[arg(long, default_value = "docs/bench/purge-latency.csv")]
+    csv: String,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn purge(http: &reqwest::Client, cluster: &Cluster, i: usize) -> f64 {
+    let started = Instant::now();
+    let resp = http
+        .post(format!("{}/v1/purge", cluster.info.purge_api))
+        .bearer_auth(&cluster.info.purge_token)
+        .json(&json!({ "urls": [format!("/img/bench-{}.jpg", i % 500)] }))
+        .send()
+        .await
+        .expect("purge-api answers");
+    assert_eq!(resp.status(), 200, "purge answered {}", resp.status());
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// wrk's requests per second on `url` for `seconds`.
+fn wrk(url: &str, seconds: u64) -> f64 {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c32", &format!("-d{seconds}s"), url])
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:").map(|v| v.trim().parse().unwrap_or(0.0)))
+        .unwrap_or(0.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let origin = TestOrigin::start().await;
+    eprintln!(
+        "==> starting purge-api, {} shields and {} edges",
+        cli.shields, cli.edges
+    );
+    let cluster = Arc::new(
+        Cluster::builder()
+            .origin(&origin.url)
+            .size(cli.edges, cli.shields)
+            .start(),
+    );
+    let http = reqwest::Client::new();
+
+    eprintln!("==> {} purges one at a time", cli.sequential);
+    let mut latencies = Vec::with_capacity(cli.sequential);
+    for i in 0..cli.sequential {
+        latencies.push(purge(&http, &cluster, i).await);
+        if (i + 1) % 200 == 0 {
+            eprintln!("    {}/{}", i + 1, cli.sequential);
+        }
+    }
+    let mut csv = std::fs::File::create(&cli.csv).expect("the CSV can be written");
+    writeln!(csv, "purge,latency_ms").unwrap();
+    for (i, l) in latencies.iter().enumerate() {
+        writeln!(csv, "{i},{l:.3}").unwrap();
+    }
+    let mut sorted = latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+
+    eprintln!("==> {} purges in flight for {} s", cli.concurrency, cli.seconds);
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..cli.concurrency {
+        let (http, cluster, done, stop) = (http.clone(), cluster.clone(), done.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) {
+                purge(&http, &cluster, i).await;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += cli.concurrency;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(cli.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+    eprintln!(
+        "==> hit throughput on edge-1, {} s without purges and {} s with 200 purges/s",
+        cli.seconds, cli.seconds
+    );
+    let url = cluster.edge_url(0, "/img/hot.jpg");
+    http.get(&url).send().await.unwrap().bytes().await.unwrap();
+    let quiet = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || wrk(&url, cli.seconds)
+    })
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let purger = tokio::spawn({
+        let (http, cluster, stop) = (http.clone(), cluster.clone(), stop.clone());
+        async move {
+            let mut i = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                purge(&http, &cluster, i).await;
+                i += 1;
+            }
+        }
+    });
+    let busy = tokio::task::spawn_blocking(move || wrk(&url, cli.seconds))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    purger.await.unwrap();
+
+    println!(
+        "purge-bench: {} edges, {} shields, lease 2000 ms, loopback",
+        cli.edges, cli.shields
+    );
+    println!(
+        "ack latency ({} sequential URL purges): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        sorted.len(),
+        percentile(&sorted, 0.5),
+        percentile(&sorted, 0.9),
+        percentile(&sorted, 0.99),
+        sorted[sorted.len() - 1]
+    );
+    println!(
+        "sustained: {rate:.0} purges/s acknowledged by every node ({} in flight)",
+        cli.concurrency
+    );
+    println!(
+        "hits on one edge (wrk -t1 -c32, 20 KB): {quiet:.0} req/s without purges, {busy:.0} req/s with 200 purges/s ({:.1}%)",
+        (busy / quiet - 1.0) * 100.0
+    );
+    println!("per-purge latencies: {}", cli.csv);
+}
