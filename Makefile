@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test lint bench clean setup
+.PHONY: run build test lint bench bench-purge clean setup
 
 setup:
 	@scripts/setup.sh
@@ -25,6 +25,10 @@ lint: setup
 
 bench: build
 	loadtest/peers.sh
+
+bench-purge: build
+	target/release/purge-bench
+	python3 loadtest/plot_purge.py docs/bench/purge-latency.csv docs/bench/purge-latency.png
 
 clean:
 	rm -rf $(STATE)
