@@ -234,6 +234,13 @@ impl Cluster {
         members["head"].as_u64().expect("head is a number")
     }
 
+    /// Starts purge-api again (after a kill) on its own data and port, as devcluster did.
+    pub fn restart_purge_api(&self) -> NodeProcess {
+        let mut cmd = Command::new(bin_dir().join("purge-api"));
+        cmd.arg("-c").arg(self.state.path().join("conf").join("purge-api.yaml"));
+        NodeProcess::spawn_ready(cmd, &format!("{}/readyz", self.info.purge_api))
+    }
+
     /// Starts a killed node again, as devcluster did, and waits until it is ready (caught up
     /// with the purge log and leased). The new process is not stopped with the cluster: the
     /// caller kills it (see [`NodeProcess`]).

@@ -231,3 +231,51 @@ async fn a_fill_in_flight_when_the_purge_lands_is_never_served_afterwards() {
         assert_eq!(version_at(&cluster, edge, path).await, 2, "v1 was not stored");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_api_killed_and_restarted_loses_nothing_it_answered() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let path = "/mut/survivor.png";
+    warm_everywhere(&cluster, path, 1).await;
+    origin.set_version(path, 2);
+    let answer = cluster.purge(json!({"urls": [path], "tags": ["kept"]})).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let seq = answer.body["seq"].as_u64().unwrap();
+
+    nix_kill(cluster.info.purge_api_pid);
+    let _purge_api = cluster.restart_purge_api();
+    let status: serde_json::Value = client()
+        .get(format!("{}/v1/purge/{seq}", cluster.info.purge_api))
+        .bearer_auth(&cluster.info.purge_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["purge"]["tags"],
+        json!(["kept"]),
+        "the answered purge is still logged: {status}"
+    );
+    // Nodes reconnect and the log goes on from where it was.
+    origin.set_version(path, 3);
+    let next = cluster.purge(json!({"urls": [path]})).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(next.body["seq"].as_u64(), Some(seq + 1), "sequence numbers go on");
+    for edge in 0..2 {
+        assert_eq!(version_at(&cluster, edge, path).await, 3);
+    }
+}
+
+fn nix_kill(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, Signal::SIGKILL).unwrap();
+    // Wait until it is dead (a zombie until devcluster reaps it), so its port is free.
+    let stat = format!("/proc/{pid}/stat");
+    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')))
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
