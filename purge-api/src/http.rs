@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fresco_protocol::{AckRequest, LeaseRequest, LogLine};
-use prometheus::{Encoder, TextEncoder};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -254,11 +253,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     METRICS.head.set(head as i64);
     METRICS.leased.set(leased as i64);
     METRICS.lagging.set(lagging as i64);
-    let mut body = Vec::new();
-    let encoder = TextEncoder::new();
-    match encoder.encode(&prometheus::gather(), &mut body) {
-        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type().to_string())], body).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}")),
+    match fresco_telemetry::metrics_text() {
+        Ok((content_type, body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

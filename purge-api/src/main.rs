@@ -27,19 +27,6 @@ struct Cli {
     check: bool,
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FRESCO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -54,7 +41,7 @@ async fn main() -> ExitCode {
         println!("{}: configuration ok", cli.config.display());
         return ExitCode::SUCCESS;
     }
-    init_tracing(&config.log_format);
+    fresco_telemetry::init_logging(&config.log_format);
     let log: Arc<dyn PurgeLog> = match RedbLog::open(&config.data_dir) {
         Ok(log) => Arc::new(log),
         Err(e) => {

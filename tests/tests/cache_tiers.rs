@@ -167,41 +167,32 @@ async fn a_hanging_origin_is_a_504_within_the_deadline() {
     assert!(took < deadline + Duration::from_millis(500), "answered after {took:?}");
 }
 
-#[test]
-fn an_invalid_config_is_rejected_naming_the_field() {
+/// Runs `fresco-edge` on `config` and returns its exit code and stderr.
+fn edge_with_config(config: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edge.yaml");
-    std::fs::write(
-        &path,
-        "node_id: edge-1\nlisten: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\n\
-         cache: { memory: lots }\nsites: [{ name: default, origin: 'http://127.0.0.1:3' }]\n",
-    )
-    .unwrap();
+    std::fs::write(&path, config).unwrap();
     let out = std::process::Command::new(bin_dir().join("fresco-edge"))
         .arg("-c")
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cache.memory"), "{stderr}");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
 
-    std::fs::write(
-        &path,
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("memory: lots", "memory: 64MiB")
-            .replace("http://", "gopher://"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(bin_dir().join("fresco-edge"))
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("sites[0].origin"), "{stderr}");
+#[test]
+fn an_invalid_config_is_rejected_naming_the_field() {
+    let good = "node_id: edge-1\nlisten: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\n\
+                cache: { memory: 64MiB }\nsites: [{ name: default, origin: 'http://127.0.0.1:3' }]\n";
+    for (bad, field) in [
+        (good.replace("memory: 64MiB", "memory: lots"), "cache.memory"),
+        (good.replace("http://", "gopher://"), "sites[0].origin"),
+        (good.replace("listen: 127.0.0.1:1", "listen: nowhere"), "listen"),
+    ] {
+        let (code, stderr) = edge_with_config(&bad);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(field), "{field}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,20 +63,15 @@ async fn an_edge_cut_off_from_purge_api_stops_serving_mutable_objects_within_its
         .unwrap();
     let (mutable, immutable) = ("/mut/cut.png", "/immutable/logo.png");
     for _ in 0..2 {
-        http.get(format!("{edge}{mutable}"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        http.get(format!("{edge}{immutable}"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        for path in [mutable, immutable] {
+            http.get(format!("{edge}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+        }
     }
     let warm = http.get(format!("{edge}{mutable}")).send().await.unwrap();
     assert_eq!(header(&warm, "x-cache"), "HIT");

@@ -8,7 +8,6 @@ use fresco_store::FoyerStorage;
 use http::{Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use prometheus::{Encoder, TextEncoder};
 
 use crate::freshness::Freshness;
 
@@ -57,17 +56,13 @@ impl ServeHttp for AdminApp {
         match session.req_header().uri.path() {
             "/metrics" => {
                 self.store.refresh_gauges();
-                let mut body = Vec::new();
-                let encoder = TextEncoder::new();
-                if let Err(e) = encoder.encode(&prometheus::gather(), &mut body) {
-                    let body = serde_json::json!({ "error": format!("encoding metrics: {e}") });
-                    return text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "application/json",
-                        body.to_string().into(),
-                    );
+                match fresco_telemetry::metrics_text() {
+                    Ok((content_type, body)) => text(StatusCode::OK, &content_type, body),
+                    Err(e) => {
+                        let body = serde_json::json!({ "error": e }).to_string();
+                        text(StatusCode::INTERNAL_SERVER_ERROR, "application/json", body.into())
+                    }
                 }
-                text(StatusCode::OK, encoder.format_type(), body)
             }
             "/healthz" => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             "/readyz" if self.is_ready() => text(StatusCode::OK, "text/plain", b"ready\n".to_vec()),

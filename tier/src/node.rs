@@ -75,19 +75,6 @@ fn start_subscriber(fresh: Arc<Freshness>, section: &FreshnessSection, config: &
         .expect("spawning the purge subscriber");
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FRESCO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// Runs a node of `role` with the command line of this process. Returns only on a bad
 /// configuration or a failed start; a running node exits from pingora's signal handling
 /// (SIGTERM: graceful, SIGINT: fast).
@@ -103,7 +90,7 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
         println!("{}: configuration ok", args.config.display());
         return ExitCode::SUCCESS;
     }
-    init_tracing(&config.log_format);
+    fresco_telemetry::init_logging(&config.log_format);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
