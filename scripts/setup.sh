@@ -7,6 +7,7 @@ need_pkgs=()
 command -v cmake >/dev/null || need_pkgs+=(cmake)          # pingora's zlib-ng build
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 command -v curl >/dev/null || need_pkgs+=(curl)
+command -v ip >/dev/null || need_pkgs+=(iproute2)              # network-namespace tests
 
 if ! command -v cargo >/dev/null; then
   echo "fresco needs a Rust toolchain (1.91 or newer): https://rustup.rs, then run this again." >&2
