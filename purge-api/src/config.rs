@@ -100,3 +100,19 @@ impl PurgeApiConfig {
         self.lease().mul_f64(1.0 + self.clock_drift) + Duration::from_millis(self.lease_margin_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_is_valid_and_bad_fields_are_named() {
+        let example = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/purge-api.yaml"));
+        PurgeApiConfig::load(example).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "listen: 127.0.0.1:1\ndata_dir: x\ntokens: [short]\n").unwrap();
+        let error = PurgeApiConfig::load(&bad).unwrap_err();
+        assert!(error.contains("tokens"), "{error}");
+    }
+}

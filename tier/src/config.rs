@@ -384,6 +384,16 @@ sites:
     }
 
     #[test]
+    fn the_example_configurations_are_valid() {
+        for (name, text) in [
+            ("conf/edge.yaml", include_str!("../../conf/edge.yaml")),
+            ("conf/shield.yaml", include_str!("../../conf/shield.yaml")),
+        ] {
+            NodeConfig::parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
     fn sizes_parse_with_units() {
         assert_eq!(ByteSize::parse("1.5KiB").unwrap(), ByteSize(1536));
         assert_eq!(ByteSize::parse("2GB").unwrap(), ByteSize(2_000_000_000));
