@@ -101,7 +101,6 @@ async fn purge(State(app): State<Arc<App>>, request: Request) -> Response {
             format!("purge {seq} logged but not yet applied everywhere"),
         );
     }
-    app.members.answered(seq);
     METRICS.ack_seconds.observe(started.elapsed().as_secs_f64());
     let body = json!({
         "seq": seq,
@@ -195,9 +194,15 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
     tokio::spawn(async move {
         let line = |l: &LogLine| Ok(Bytes::from(encode_line(l)));
         let mut next = q.from.max(1);
-        let first = app.log.bounds().first;
-        if next < first {
-            next = first;
+        let bounds = app.log.bounds();
+        // Behind the retention, or ahead of the head (this log lost what the node applied):
+        // either way the node cannot know what it missed, so it starts over.
+        if next < bounds.first || next > bounds.head + 1 {
+            next = if next < bounds.first {
+                bounds.first
+            } else {
+                bounds.head + 1
+            };
             if tx.send(line(&LogLine::Reset { next })).await.is_err() {
                 return;
             }

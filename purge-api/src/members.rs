@@ -62,9 +62,20 @@ struct State {
     answered_max: u64,
 }
 
+impl State {
+    /// Reports purge `seq` complete to someone: from now on a lease needs it applied. Called
+    /// under the same lock as the completion check, so no renewal slips in between.
+    fn answer(&mut self, seq: u64) {
+        self.answered_max = self.answered_max.max(seq);
+    }
+}
+
 /// The membership table, shared by the HTTP handlers.
 pub struct Members {
     state: Mutex<State>,
+    /// Until then, leases granted by a previous purge-api process may still be held by nodes
+    /// this one has not heard from: no purge is complete before it.
+    leases_unknown_until: Instant,
     lease: Duration,
     lease_bound: Duration,
     changed: watch::Sender<u64>,
@@ -73,13 +84,17 @@ pub struct Members {
 impl Members {
     /// A table for leases of `lease` that purge-api takes as expired after `lease_bound`.
     /// `answered_max` starts at the log's head: after a restart, any logged purge may have been
-    /// answered.
+    /// answered, and for `lease_bound` no purge completes, since nodes may still hold leases
+    /// granted before the restart.
     pub fn new(lease: Duration, lease_bound: Duration, answered_max: u64) -> Self {
         Self {
             state: Mutex::new(State {
                 members: BTreeMap::new(),
                 answered_max,
             }),
+            // A fresh log had no earlier process answering purges; a restarted one may have
+            // nodes holding its leases.
+            leases_unknown_until: Instant::now() + if answered_max > 0 { lease_bound } else { Duration::ZERO },
             lease,
             lease_bound,
             changed: watch::channel(0).0,
@@ -105,6 +120,21 @@ impl Members {
         member.applied = member.applied.max(request.applied);
         member.last_seen = now;
         let needed = answered_max.max(member.shown_head);
+        if request.applied > head {
+            // The node has applied sequences this log does not have (its data was lost or
+            // restored): it must reset before it may hold a lease.
+            member.shown_head = head;
+            drop(state);
+            return LeaseResponse {
+                granted: false,
+                lease_ms: self.lease.as_millis() as u64,
+                head,
+                reason: Some(format!(
+                    "applied {} is ahead of the log's head {head}: reset",
+                    request.applied
+                )),
+            };
+        }
         let granted = member.applied >= needed;
         let reason = if granted {
             member.lease_until = Some(now + self.lease_bound);
@@ -137,15 +167,15 @@ impl Members {
     }
 
     /// Where purge `seq` stands now, and the earliest time that could change by itself (a lease
-    /// that will expire).
+    /// that will expire). A purge reported complete counts as answered from then on.
     pub fn status(&self, seq: u64) -> (PurgeStatus, Option<Instant>) {
         let now = Instant::now();
-        let state = self.state.lock();
+        let mut state = self.state.lock();
         let mut status = PurgeStatus {
             seq,
             ..Default::default()
         };
-        let mut next_expiry: Option<Instant> = None;
+        let mut next_expiry: Option<Instant> = (now < self.leases_unknown_until).then_some(self.leases_unknown_until);
         for (id, m) in &state.members {
             if m.applied >= seq {
                 status.acked.push(id.clone());
@@ -159,27 +189,29 @@ impl Members {
                 }
             }
         }
-        status.complete = status.pending.is_empty();
+        status.complete = next_expiry.is_none();
+        if status.complete {
+            state.answer(seq);
+        }
         (status, next_expiry)
-    }
-
-    /// Marks purge `seq` answered: from now on a lease needs it applied.
-    pub fn answered(&self, seq: u64) {
-        let mut state = self.state.lock();
-        state.answered_max = state.answered_max.max(seq);
     }
 
     /// Whether purge `seq` is complete, without building its status (every waiter checks on
     /// every ack); if not, when the first lease holder still missing it will surely expire.
     fn pending_until(&self, seq: u64) -> Option<Instant> {
         let now = Instant::now();
-        let state = self.state.lock();
-        state
+        let mut state = self.state.lock();
+        let pending = state
             .members
             .values()
             .filter(|m| m.applied < seq)
             .filter_map(|m| m.lease_until.filter(|until| *until > now))
-            .min()
+            .chain((now < self.leases_unknown_until).then_some(self.leases_unknown_until))
+            .min();
+        if pending.is_none() {
+            state.answer(seq);
+        }
+        pending
     }
 
     /// Waits until purge `seq` is complete, or `limit` has passed; returns its status then.
@@ -289,11 +321,30 @@ mod tests {
         );
         m.ack("e2", 1);
         assert!(m.status(1).0.complete);
-        m.answered(1);
+        assert!(m.status(1).0.complete, "reporting it complete answers it");
         assert!(
             !m.renew(&lease("e3", 0), 1).granted,
             "a newcomer must apply answered purges first"
         );
+    }
+
+    #[test]
+    fn after_a_restart_no_purge_completes_until_old_leases_surely_expired() {
+        let m = Members::new(Duration::from_millis(100), Duration::from_millis(150), 7);
+        assert!(
+            !m.status(8).0.complete,
+            "a node may hold a lease from before the restart"
+        );
+        std::thread::sleep(Duration::from_millis(160));
+        assert!(m.status(8).0.complete);
+    }
+
+    #[test]
+    fn a_node_ahead_of_the_log_gets_no_lease() {
+        let m = Members::new(Duration::from_secs(2), Duration::from_millis(2200), 0);
+        let answer = m.renew(&lease("e1", 9), 3);
+        assert!(!answer.granted);
+        assert!(answer.reason.unwrap().contains("reset"));
     }
 
     #[tokio::test]

@@ -49,27 +49,34 @@ pub fn cache_key(primary: String) -> CacheKey {
 
 /// Decodes escapes of unreserved characters and upper-cases the rest (RFC 3986 §6.2.2).
 fn normalize_escapes(text: &str) -> String {
+    // Works on bytes: a `%` may be followed by any UTF-8 text, which must not be sliced.
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = &text[i + 1..i + 3];
-            if let Ok(value) = u8::from_str_radix(hex, 16) {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit));
+        match escaped {
+            Some(hex) => {
+                let value = u8::from_str_radix(std::str::from_utf8(hex).expect("hex digits are ASCII"), 16)
+                    .expect("two hex digits");
                 if value.is_ascii_alphanumeric() || b"-._~".contains(&value) {
-                    out.push(value as char);
+                    out.push(value);
                 } else {
-                    out.push('%');
-                    out.push_str(&hex.to_ascii_uppercase());
+                    out.push(b'%');
+                    out.extend(hex.iter().map(u8::to_ascii_uppercase));
                 }
                 i += 3;
-                continue;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
             }
         }
-        out.push(bytes[i] as char);
-        i += 1;
     }
-    out
+    String::from_utf8(out).expect("only ASCII bytes were replaced")
 }
 
 /// Normalizes escapes and removes `.` and `..` segments (RFC 3986 §5.2.4).
@@ -119,6 +126,12 @@ mod tests {
         assert_ne!(primary_key("a", "/X.jpg", &[]), primary_key("a", "/x.jpg", &[]));
         assert_ne!(primary_key("a", "/x.jpg?v=1", &[]), primary_key("a", "/x.jpg?v=2", &[]));
         assert_eq!(primary_key("a", "/a/../x%2f", &[]), "a\n/x%2F");
+    }
+
+    #[test]
+    fn non_ascii_after_a_percent_sign_is_kept_not_sliced() {
+        assert_eq!(primary_key("a", "/%aé/%é%41", &[]), "a\n/%aé/%éA");
+        assert_eq!(prefix_key("a", "/%é"), "a\n/%é");
     }
 
     #[test]
