@@ -64,8 +64,10 @@ pub struct Site {
 
 /// The stored header that says from which purge sequence on an object was fetched.
 pub const FILL_SEQ_HEADER: &str = "x-fresco-fill-seq";
-/// The header a shield answers with: the purge sequence it had applied when the request began.
+/// The header a shield answers with: the purge sequence its answer is fresh against.
 pub const APPLIED_HEADER: &str = "x-fresco-applied";
+/// The header an edge asks a shield with: the purge sequence the answer must be fresh against.
+pub const MIN_SEQ_HEADER: &str = "x-fresco-min-seq";
 
 /// Per-request state.
 pub struct RequestCtx {
@@ -81,6 +83,8 @@ pub struct RequestCtx {
     upstream_applied: Option<u64>,
     /// This request revalidates a hit because the node has no lease.
     fenced: bool,
+    /// Shield: the purge sequence the asking edge had applied (`X-Fresco-Min-Seq`).
+    min_seq: u64,
 }
 
 /// The caching reverse proxy of an edge or a shield.
@@ -242,6 +246,7 @@ impl ProxyHttp for CacheProxy {
             primary: String::new(),
             upstream_applied: None,
             fenced: false,
+            min_seq: 0,
         }
     }
 
@@ -256,6 +261,9 @@ impl ProxyHttp for CacheProxy {
         ctx.site = self.site_for(req);
         if let Some(fresh) = &self.freshness {
             ctx.fill_seq = fresh.applied();
+            if self.role == Role::Shield {
+                ctx.min_seq = header_u64(&session.req_header().headers, MIN_SEQ_HEADER).unwrap_or(0);
+            }
         }
         Ok(false)
     }
@@ -307,6 +315,11 @@ impl ProxyHttp for CacheProxy {
                 return Ok(Some(ForcedFreshness::ForceExpired));
             }
             Verdict::Fresh => {}
+        }
+        if ctx.min_seq > ctx.fill_seq {
+            // The asking edge has applied purges this shield has not: only the origin can say
+            // whether this copy is still current.
+            return Ok(Some(ForcedFreshness::ForceExpired));
         }
         if fresh.is_leased() {
             return Ok(None);
@@ -410,6 +423,8 @@ impl ProxyHttp for CacheProxy {
     {
         if ctx.upstream == Some("origin") {
             req.insert_header(http::header::HOST, &self.sites[ctx.site].origin_authority)?;
+        } else if self.freshness.is_some() {
+            req.insert_header(MIN_SEQ_HEADER, ctx.fill_seq)?;
         }
         Ok(())
     }
@@ -431,6 +446,19 @@ impl ProxyHttp for CacheProxy {
         ctx.upstream_applied = header_u64(&resp.headers, APPLIED_HEADER);
         if ctx.upstream_applied.is_some() {
             resp.remove_header(APPLIED_HEADER);
+        }
+        let answered_from_content = resp.status.is_success() || resp.status == http::StatusCode::NOT_MODIFIED;
+        if self.freshness.is_some()
+            && ctx.upstream == Some("shield")
+            && answered_from_content
+            && ctx.upstream_applied.unwrap_or(0) < ctx.fill_seq
+        {
+            // A shield that follows the protocol goes to the origin when it is behind; this
+            // one did not, and its copy may be one this node knows is purged.
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "shield answered from behind this node's purges",
+            ));
         }
         Ok(())
     }
@@ -456,7 +484,13 @@ impl ProxyHttp for CacheProxy {
             resp.insert_header("x-fresco-node", &self.node_id)?;
         }
         if self.role == Role::Shield && self.freshness.is_some() {
-            resp.insert_header(APPLIED_HEADER, ctx.fill_seq)?;
+            // What came from the origin during this request is current whatever the edge applied.
+            let fresh_against = if session.cache.upstream_used() {
+                ctx.fill_seq.max(ctx.min_seq)
+            } else {
+                ctx.fill_seq
+            };
+            resp.insert_header(APPLIED_HEADER, fresh_against)?;
         }
         Ok(())
     }

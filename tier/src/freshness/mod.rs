@@ -50,6 +50,8 @@ struct SiteKeys {
 /// A node's view of the purge log and its lease.
 pub struct Freshness {
     applied: AtomicU64,
+    /// Objects fetched from before this sequence are unusable: the node reset there.
+    floor: AtomicU64,
     /// Nanoseconds after `base` until which the lease holds; 0 before the first grant.
     lease_until: AtomicU64,
     base: Instant,
@@ -81,10 +83,13 @@ impl Freshness {
                 }
             }
             let meta = txn.open_table(META).map_err(db_error)?;
-            meta.get("applied").map_err(db_error)?.map_or(0, |v| v.value())
+            let floor = meta.get("floor").map_err(db_error)?.map_or(0, |v| v.value());
+            (meta.get("applied").map_err(db_error)?.map_or(0, |v| v.value()), floor)
         };
+        let (applied, floor) = applied;
         Ok(Self {
             applied: AtomicU64::new(applied),
+            floor: AtomicU64::new(floor),
             lease_until: AtomicU64::new(0),
             base: Instant::now(),
             rules: RwLock::new(rules),
@@ -125,6 +130,9 @@ impl Freshness {
 
     /// The verdict for a stored object (see [`rules`]).
     pub fn verdict<'a>(&self, primary: &str, tags: impl Iterator<Item = &'a str>, fill_seq: u64) -> Verdict {
+        if fill_seq < self.floor.load(Ordering::Acquire) {
+            return Verdict::Purged;
+        }
         let rules = self.rules.read();
         if rules.is_empty() {
             return Verdict::Fresh;
@@ -213,8 +221,12 @@ impl Freshness {
             table.retain(|_, _| false).map_err(db_error)?;
             let mut meta = txn.open_table(META).map_err(db_error)?;
             meta.insert("applied", next.saturating_sub(1)).map_err(db_error)?;
+            // A fill that started before the reset may still complete after it; nothing
+            // fetched from before it is usable.
+            meta.insert("floor", next.saturating_sub(1)).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
+        self.floor.store(next.saturating_sub(1), Ordering::Release);
         *self.rules.write() = PurgeRules::default();
         self.applied.store(next.saturating_sub(1), Ordering::Release);
         Ok(())
@@ -273,6 +285,12 @@ mod tests {
         drop(fresh);
         let fresh = Freshness::open(dir.path(), &sites(), store).unwrap();
         assert_eq!((fresh.applied(), fresh.rule_count()), (99, 0), "the reset is persisted");
+        assert_eq!(
+            fresh.verdict("shop\n/z.jpg", std::iter::empty(), 98),
+            Verdict::Purged,
+            "older than the reset"
+        );
+        assert_eq!(fresh.verdict("shop\n/z.jpg", std::iter::empty(), 99), Verdict::Fresh);
     }
 
     #[test]

@@ -152,11 +152,13 @@ impl Subscriber {
 
     async fn lease_loop(self: Arc<Self>) {
         loop {
+            let sent = tokio::time::Instant::now();
             let lease = self.renew().await;
             METRICS.lease_held.set(i64::from(self.fresh.is_leased()));
+            // Every L/3 from when the last renewal was *sent*, however long its answer took.
             let period = lease.map_or(Duration::from_millis(200), |l| Duration::from_millis(l.lease_ms / 3));
             tokio::select! {
-                _ = tokio::time::sleep(period) => {}
+                _ = tokio::time::sleep_until(sent + period) => {}
                 _ = self.renew_now.notified() => {}
             }
         }
