@@ -12,6 +12,7 @@
 pub mod rules;
 pub mod subscriber;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -161,43 +162,60 @@ impl Freshness {
             return Ok(());
         };
         let mut deletes = Vec::new();
+        let mut changes: Vec<(RuleKind, String, u64, bool)> = Vec::new();
+        for record in &fresh {
+            for url in &record.urls {
+                let site = self.site_of(url);
+                let key = primary_key(&site.name, &url.path, &site.ignore_query);
+                if !record.soft {
+                    deletes.push(key.clone());
+                }
+                changes.push((RuleKind::Url, key, record.seq, record.soft));
+            }
+            for tag in &record.tags {
+                changes.push((RuleKind::Tag, tag.clone(), record.seq, record.soft));
+            }
+            for prefix in &record.prefixes {
+                let site = self.site_of(prefix);
+                changes.push((
+                    RuleKind::Prefix,
+                    prefix_key(&site.name, &prefix.path),
+                    record.seq,
+                    record.soft,
+                ));
+            }
+        }
+        // What the rules will be, worked out on a copy: hits keep reading the rules meanwhile.
+        let mut merged: HashMap<(RuleKind, &str), Rule> = HashMap::new();
+        {
+            let rules = self.rules.read();
+            for (kind, key, seq, soft) in &changes {
+                merged
+                    .entry((*kind, key.as_str()))
+                    .or_insert_with(|| rules.get(*kind, key))
+                    .raise(*seq, *soft);
+            }
+        }
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut table = txn.open_table(RULES).map_err(db_error)?;
-            let mut rules = self.rules.write();
-            let mut put = |kind: RuleKind, key: &str, seq: u64, soft: bool| -> Result<(), FreshnessError> {
-                let rule = rules.add(kind, key, seq, soft);
+            for ((kind, key), rule) in &merged {
                 let mut k = vec![kind.code()];
                 k.extend_from_slice(key.as_bytes());
                 table.insert(k.as_slice(), (rule.hard, rule.soft)).map_err(db_error)?;
-                Ok(())
-            };
-            for record in &fresh {
-                for url in &record.urls {
-                    let site = self.site_of(url);
-                    let key = primary_key(&site.name, &url.path, &site.ignore_query);
-                    put(RuleKind::Url, &key, record.seq, record.soft)?;
-                    if !record.soft {
-                        deletes.push(key);
-                    }
-                }
-                for tag in &record.tags {
-                    put(RuleKind::Tag, tag, record.seq, record.soft)?;
-                }
-                for prefix in &record.prefixes {
-                    let site = self.site_of(prefix);
-                    put(
-                        RuleKind::Prefix,
-                        &prefix_key(&site.name, &prefix.path),
-                        record.seq,
-                        record.soft,
-                    )?;
-                }
             }
             let mut meta = txn.open_table(META).map_err(db_error)?;
             meta.insert("applied", last).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
+        {
+            // Visible before `applied` moves on, so a fill that counts as fresh against the new
+            // sequence is always judged by these rules.
+            let mut rules = self.rules.write();
+            for (kind, key, seq, soft) in &changes {
+                rules.add(*kind, key, *seq, *soft);
+            }
+        }
         self.applied.store(last, Ordering::Release);
         // The rules already keep these from being served; deleting frees the space now.
         let span = Span::inactive().handle();

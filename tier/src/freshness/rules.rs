@@ -18,7 +18,8 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn raise(&mut self, seq: u64, soft: bool) {
+    /// Takes purge `seq` into account.
+    pub fn raise(&mut self, seq: u64, soft: bool) {
         let slot = if soft { &mut self.soft } else { &mut self.hard };
         *slot = (*slot).max(seq);
     }
@@ -43,7 +44,7 @@ pub enum Verdict {
 }
 
 /// What a rule is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RuleKind {
     /// A primary key (site, normalized path and query).
     Url,
@@ -108,6 +109,16 @@ impl PurgeRules {
         };
         rule.raise(seq, soft);
         *rule
+    }
+
+    /// The rule of `key` as it stands (default: none).
+    pub fn get(&self, kind: RuleKind, key: &str) -> Rule {
+        match kind {
+            RuleKind::Url => self.urls.get(key).copied(),
+            RuleKind::Tag => self.tags.get(key).copied(),
+            RuleKind::Prefix => self.prefixes.iter().find(|(p, _)| p == key).map(|(_, r)| *r),
+        }
+        .unwrap_or_default()
     }
 
     /// Restores a persisted rule.
