@@ -299,23 +299,40 @@ fn answers_200(url: &str) -> bool {
 pub struct NodeProcess(Child);
 
 impl NodeProcess {
-    /// Spawns `cmd` (output discarded) and waits until `ready_url` answers 200.
+    /// Spawns `cmd` and waits until `ready_url` answers 200; if the process exits first, fails
+    /// with what it printed. A restarted process keeps its port, which an outgoing connection
+    /// of another test may hold for a moment: "address in use" is retried a few times.
     pub fn spawn_ready(mut cmd: Command, ready_url: &str) -> Self {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the process starts");
-        let process = NodeProcess(child);
-        let started = std::time::Instant::now();
-        while !answers_200(ready_url) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{ready_url} never answered 200"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        for _ in 0..5 {
+            let log = tempfile::NamedTempFile::new().expect("a temp file");
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(log.reopen().expect("the temp file reopens"))
+                .spawn()
+                .expect("the process starts");
+            let mut process = NodeProcess(child);
+            let started = std::time::Instant::now();
+            loop {
+                if answers_200(ready_url) {
+                    return process;
+                }
+                if let Ok(Some(status)) = process.0.try_wait() {
+                    let said = std::fs::read_to_string(log.path()).unwrap_or_default();
+                    assert!(
+                        said.contains("Address already in use") || said.contains("address in use"),
+                        "{ready_url}: the process exited ({status}) before it was ready:\n{said}"
+                    );
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "{ready_url} never answered 200"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        process
+        panic!("{ready_url}: its port stayed in use")
     }
 }
 
