@@ -69,6 +69,16 @@ impl StoredObject {
         })
     }
 
+    /// The same metadata (already serialized) over `body`: a fill's record once its body is in.
+    pub fn with_body(&self, body: Bytes) -> Self {
+        Self {
+            meta: copy_meta(&self.meta),
+            meta_internal: self.meta_internal.clone(),
+            meta_header: self.meta_header.clone(),
+            body,
+        }
+    }
+
     /// The same body under new metadata (after a revalidation).
     pub fn with_meta(&self, meta: &CacheMeta) -> pingora_error::Result<Self> {
         Self::new(meta, self.body.clone())

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use pingora_cache::key::CacheKey;
 use pingora_cache::storage::{HandleHit, Storage};
 use pingora_cache::trace::SpanHandle;
-use pingora_error::{ErrorType, OrErr, Result};
+use pingora_error::{ErrorType, Result};
 
 /// Serves a whole body that is already in memory, with seeking for `Range` requests.
 pub(crate) struct CompleteHit {
@@ -72,11 +72,6 @@ impl HandleHit for CompleteHit {
     fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
         self
     }
-}
-
-/// Turns a store-internal failure into pingora's error type.
-pub(crate) fn storage_error<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: &'static str) -> Result<T> {
-    r.map_err(|e| e.to_string()).or_err(ErrorType::InternalError, what)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use pingora_error::{ErrorType, Result};
 use crate::config::StoreConfig;
 use crate::fill::{Fill, FillReader, FillStatus, FillTable};
 use crate::format::StoredObject;
-use crate::hit::{CompleteHit, storage_error};
+use crate::hit::CompleteHit;
 use crate::metrics::METRICS;
 
 /// Why a store could not be opened.
@@ -213,11 +213,6 @@ impl FoyerStorage {
         }
     }
 
-    /// Whether an object is stored (memory or disk); may be a false positive on disk.
-    pub fn contains(&self, key: &CacheKey) -> bool {
-        self.cache.contains(&key_hash(key))
-    }
-
     /// The stored entry of `hash`, memory first, with the tier it came from. Unreadable
     /// records and entries behind a purge fence are dropped and read as misses.
     async fn load(&self, hash: u128) -> Option<(HybridCacheEntry<u128, StoredObject>, Tier)> {
@@ -372,10 +367,8 @@ impl HandleMiss for FillWriter {
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
         let body = self.fill.assembled_body();
         let size = body.len();
-        let obj = storage_error(
-            StoredObject::new(&self.fill.stored_meta().meta(), body),
-            "encoding the cached object",
-        )?;
+        // The metadata was serialized when the fill began; only the body is new.
+        let obj = self.fill.stored_meta().with_body(body);
         // Only a fill still registered is stored: a purge that removed it while it was being
         // written must not be undone by its completion.
         if self

@@ -77,8 +77,6 @@ pub struct RequestCtx {
     upstream: Option<&'static str>,
     /// The purges applied when the request began: what a fill made by it is fresh against.
     fill_seq: u64,
-    /// The primary key text (kept only when purge rules are checked).
-    primary: String,
     /// The upstream's `X-Fresco-Applied`, when it sent one.
     upstream_applied: Option<u64>,
     /// This request revalidates a hit because the node has no lease.
@@ -243,7 +241,6 @@ impl ProxyHttp for CacheProxy {
             shield_attempt: 0,
             upstream: None,
             fill_seq: 0,
-            primary: String::new(),
             upstream_applied: None,
             fenced: false,
             min_seq: 0,
@@ -284,11 +281,7 @@ impl ProxyHttp for CacheProxy {
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
         let site = &self.sites[ctx.site];
         let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let primary = primary_key(&site.name, target, &site.ignore_query);
-        if self.freshness.is_some() {
-            ctx.primary.clone_from(&primary);
-        }
-        Ok(cache_key(primary))
+        Ok(cache_key(primary_key(&site.name, target, &site.ignore_query)))
     }
 
     async fn cache_hit_filter(
@@ -305,7 +298,10 @@ impl ProxyHttp for CacheProxy {
         let Some(fresh) = &self.freshness else { return Ok(None) };
         let headers = meta.headers();
         let fill_seq = header_u64(headers, FILL_SEQ_HEADER).unwrap_or(0);
-        match fresh.verdict(&ctx.primary, surrogate_keys(headers), fill_seq) {
+        // The key's primary part is the primary key text (see `cache_key`), so it need not be
+        // kept on the side for every request.
+        let primary = std::str::from_utf8(session.cache.cache_key().primary_key()).unwrap_or("");
+        match fresh.verdict(primary, surrogate_keys(headers), fill_seq) {
             Verdict::Purged => {
                 METRICS.purged_hits.inc();
                 return Ok(Some(ForcedFreshness::ForceMiss));
