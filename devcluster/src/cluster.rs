@@ -170,7 +170,7 @@ pub async fn run(options: ClusterOptions) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
     std::fs::rename(&tmp, &path)?;
-    print_welcome(&info);
+    print_welcome(&info, options.origin.is_none(), &options.state_dir);
     println!("READY {}", path.display());
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -191,25 +191,6 @@ async fn start(
     ports: &mut Ports,
     processes: &mut Vec<Process>,
 ) -> anyhow::Result<ClusterInfo> {
-    let origin = match &options.origin {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let addr = ports.addr("origin")?;
-            let me = std::env::current_exe()?;
-            let dir = state.origin_files();
-            let (listen, dir) = (addr.to_string(), dir.display().to_string());
-            let mut process = spawn(
-                "origin",
-                &me,
-                &["demo-origin", "--listen", &listen, "--dir", &dir],
-                state,
-            )?;
-            let took = wait_ready(&mut process, &format!("http://{addr}/healthz"), state).await?;
-            eprintln!("origin     http://{addr}  ready in {took:.1?}");
-            processes.push(process);
-            format!("http://{addr}")
-        }
-    };
     let token = state.secret("purge-token")?;
     let webhook_secret = state.secret("webhook")?;
     let purge_addr = ports.addr("purge-api")?;
@@ -233,6 +214,33 @@ async fn start(
     eprintln!("purge-api  {purge_api}  ready in {took:.1?}");
     let purge_api_pid = process.child.id().unwrap_or_default();
     processes.push(process);
+    // The demo origin comes after purge-api: it sends purge webhooks there when an image changes.
+    let origin = match &options.origin {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let addr = ports.addr("origin")?;
+            let me = std::env::current_exe()?;
+            let dir = state.origin_files().display().to_string();
+            let secret_file = state.secret_file("webhook").display().to_string();
+            let listen = addr.to_string();
+            let args = [
+                "demo-origin",
+                "--listen",
+                &listen,
+                "--dir",
+                &dir,
+                "--purge-api",
+                &purge_api,
+                "--webhook-secret-file",
+                &secret_file,
+            ];
+            let mut process = spawn("origin", &me, &args, state)?;
+            let took = wait_ready(&mut process, &format!("http://{addr}/healthz"), state).await?;
+            eprintln!("origin     http://{addr}  ready in {took:.1?}");
+            processes.push(process);
+            format!("http://{addr}")
+        }
+    };
     let common = Common {
         origin: &origin,
         purge_api: &purge_api,
@@ -290,7 +298,7 @@ async fn start(
     Ok(info)
 }
 
-fn print_welcome(info: &ClusterInfo) {
+fn print_welcome(info: &ClusterInfo, demo_origin: bool, state_dir: &Path) {
     let Some(edge) = info.edges.first() else { return };
     eprintln!();
     eprintln!("fresco is running. Open {}/img/sunset.jpg", edge.url);
@@ -303,6 +311,13 @@ fn print_welcome(info: &ClusterInfo) {
         "  purge:   curl -s -X POST {}/v1/purge -H 'Authorization: Bearer {}' -d '{{\"urls\":[\"/img/sunset.jpg\"]}}'",
         info.purge_api, info.purge_token
     );
+    if demo_origin {
+        eprintln!("  live:    open {}/gallery.html, then change an image:", edge.url);
+        eprintln!(
+            "           target/release/devcluster change-image sunset.jpg --state-dir {}",
+            state_dir.display()
+        );
+    }
     eprintln!("  stop:    Ctrl-C");
     eprintln!();
 }

@@ -8,5 +8,6 @@
 //! node ids, ports and cache directories, so a restart comes back warm.
 
 pub mod cluster;
+pub mod demo_images;
 pub mod demo_origin;
 pub mod state;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fresco_devcluster::cluster::{ClusterOptions, run};
-use fresco_devcluster::demo_origin;
+use fresco_devcluster::demo_origin::{self, Webhook};
+use fresco_devcluster::state::ClusterInfo;
 
 /// Runs a local fresco cluster: purge-api, a demo origin (unless --origin), M shields and N edges, each a
 /// real process on a loopback port. Prints `READY <state-dir>/cluster.json` when all are ready;
@@ -50,14 +51,66 @@ enum Tool {
         /// Directory of the images it serves (seeded with the samples).
         #[arg(long, default_value = "state/origin")]
         dir: PathBuf,
+        /// purge-api's base URL: a changed image is purged there with a signed webhook.
+        #[arg(long, value_name = "URL", requires = "webhook_secret_file")]
+        purge_api: Option<String>,
+        /// File holding the webhook secret shared with purge-api.
+        #[arg(long, value_name = "FILE", requires = "purge_api")]
+        webhook_secret_file: Option<PathBuf>,
     },
+    /// Save a new version of a demo image (visibly different) and purge it, as an origin
+    /// would: prints purge-api's answer. The cluster must be running with the demo origin.
+    ChangeImage {
+        /// The image's file name, e.g. `sunset.jpg`.
+        name: String,
+        /// The running cluster's state directory.
+        #[arg(long, value_name = "DIR", default_value = "state")]
+        state_dir: PathBuf,
+    },
+}
+
+/// `devcluster change-image`: asks the demo origin to change `name` and prints the purge answer.
+async fn change_image(name: &str, state_dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = state_dir.join("cluster.json");
+    let info = ClusterInfo::load(&path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e} (is the cluster running?)", path.display()))?;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_demo/change/{name}", info.origin))
+        .send()
+        .await?;
+    let status = resp.status();
+    let body = resp.text().await?;
+    println!("{}", body.trim_end());
+    anyhow::ensure!(status.is_success(), "the origin answered {status}");
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Tool::DemoOrigin { listen, dir }) => demo_origin::serve(listen, dir).await,
+        Some(Tool::DemoOrigin {
+            listen,
+            dir,
+            purge_api,
+            webhook_secret_file,
+        }) => {
+            let webhook = match (purge_api, webhook_secret_file) {
+                (Some(purge_api), Some(file)) => match std::fs::read_to_string(&file) {
+                    Ok(secret) => Some(Webhook {
+                        purge_api: purge_api.trim_end_matches('/').to_string(),
+                        secret: secret.trim().to_string(),
+                    }),
+                    Err(e) => {
+                        eprintln!("devcluster: reading {}: {e}", file.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                _ => None,
+            };
+            demo_origin::serve(listen, dir, webhook).await
+        }
+        Some(Tool::ChangeImage { name, state_dir }) => change_image(&name, &state_dir).await,
         None => {
             let bin_dir = cli.bin_dir.unwrap_or_else(|| {
                 std::env::current_exe()

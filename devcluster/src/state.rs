@@ -136,9 +136,14 @@ impl StateDir {
         self.root.join("freshness").join(id)
     }
 
+    /// The file of a secret (see [`StateDir::secret`]).
+    pub fn secret_file(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.secret"))
+    }
+
     /// A secret kept in the state dir (created on first use), so restarts keep credentials.
     pub fn secret(&self, name: &str) -> std::io::Result<String> {
-        let path = self.root.join(format!("{name}.secret"));
+        let path = self.secret_file(name);
         if let Ok(existing) = std::fs::read_to_string(&path) {
             return Ok(existing.trim().to_string());
         }
