@@ -20,6 +20,37 @@ pub struct Target {
     pub path: String,
 }
 
+impl Target {
+    /// Parses `/path` or `http(s)://host/path`; `what` names the field in the error
+    /// (`url`, `prefix`).
+    pub fn parse(text: &str, what: &str) -> Result<Self, String> {
+        if text.starts_with('/') {
+            if text.starts_with("//") {
+                return Err(format!(
+                    "{what} `{text}` is ambiguous: use a path (/img/a.jpg) or an absolute URL"
+                ));
+            }
+            return Ok(Self {
+                host: String::new(),
+                path: text.to_string(),
+            });
+        }
+        let rest = text
+            .strip_prefix("http://")
+            .or_else(|| text.strip_prefix("https://"))
+            .ok_or_else(|| format!("{what} `{text}` is neither a path (/img/a.jpg) nor an http(s) URL"))?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        if host.is_empty() || host.contains(['@', ' ']) {
+            return Err(format!("{what} `{text}` has no usable host"));
+        }
+        Ok(Self {
+            host: host.to_ascii_lowercase(),
+            path: if path.is_empty() { "/".into() } else { path.to_string() },
+        })
+    }
+}
+
 /// One purge, as stored in the log and streamed to nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurgeRecord {

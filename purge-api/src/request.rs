@@ -30,34 +30,6 @@ fn yes() -> bool {
     true
 }
 
-/// Parses `/path` or `http(s)://host/path` into a [`Target`].
-fn target(text: &str, what: &str) -> Result<Target, String> {
-    if text.starts_with('/') {
-        if text.starts_with("//") {
-            return Err(format!(
-                "{what} `{text}` is ambiguous: use a path (/img/a.jpg) or an absolute URL"
-            ));
-        }
-        return Ok(Target {
-            host: String::new(),
-            path: text.to_string(),
-        });
-    }
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"))
-        .ok_or_else(|| format!("{what} `{text}` is neither a path (/img/a.jpg) nor an http(s) URL"))?;
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if host.is_empty() || host.contains(['@', ' ']) {
-        return Err(format!("{what} `{text}` has no usable host"));
-    }
-    Ok(Target {
-        host: host.to_ascii_lowercase(),
-        path: if path.is_empty() { "/".into() } else { path.to_string() },
-    })
-}
-
 impl PurgeRequest {
     /// Parses a body; the error says what is wrong.
     pub fn parse(body: &[u8]) -> Result<Self, String> {
@@ -81,12 +53,16 @@ impl PurgeRequest {
         Ok(PurgeRecord {
             seq: 0,
             at_ms,
-            urls: self.urls.iter().map(|u| target(u, "url")).collect::<Result<_, _>>()?,
+            urls: self
+                .urls
+                .iter()
+                .map(|u| Target::parse(u, "url"))
+                .collect::<Result<_, _>>()?,
             tags: self.tags.clone(),
             prefixes: self
                 .prefixes
                 .iter()
-                .map(|p| target(p, "prefix"))
+                .map(|p| Target::parse(p, "prefix"))
                 .collect::<Result<_, _>>()?,
             soft: self.soft,
         })

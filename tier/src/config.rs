@@ -126,6 +126,53 @@ pub struct NodeConfig {
     /// Log format: `text` or `json`. Default: text.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// Edge only: the change feed (`/_fresco/events`). It needs the `freshness` section.
+    #[serde(default)]
+    pub feed: FeedSection,
+}
+
+/// The `feed:` section: limits of the change feed an edge serves (docs/feed.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedSection {
+    /// Most URLs plus tags one feed connection may follow. Default: 256.
+    pub max_subscriptions: usize,
+    /// Most feed connections open from one client address. Default: 64.
+    pub max_connections_per_client: usize,
+    /// Most feed connections open on this edge. Default: 20000.
+    pub max_connections: usize,
+    /// Purges kept to replay to clients that reconnect with `Last-Event-ID`. Default: 4096.
+    pub history: usize,
+    /// Seconds between keepalives on an idle feed. Default: 15.
+    pub heartbeat_secs: u64,
+    /// URLs whose surrogate keys the edge remembers, to tell tag purges to URL followers.
+    /// Default: 100000.
+    pub remembered_urls: usize,
+}
+
+impl Default for FeedSection {
+    fn default() -> Self {
+        Self {
+            max_subscriptions: 256,
+            max_connections_per_client: 64,
+            max_connections: 20_000,
+            history: 4096,
+            heartbeat_secs: 15,
+            remembered_urls: 100_000,
+        }
+    }
+}
+
+/// What an edge tells browsers about caching an image (`sites[].browser_cache`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrowserCache {
+    /// Mutable images: `Cache-Control: no-cache` with the ETag, so a browser revalidates and a
+    /// purge reaches it; versioned or `immutable` images: a year and `immutable`.
+    #[default]
+    Revalidate,
+    /// Pass the origin's `Cache-Control` on unchanged.
+    Origin,
 }
 
 /// The `cache:` section.
@@ -187,6 +234,10 @@ pub struct SiteConfig {
     /// Default: true.
     #[serde(default = "yes")]
     pub versioned_urls: bool,
+    /// Edge only: what browsers are told about caching (`revalidate` or `origin`).
+    /// Default: revalidate.
+    #[serde(default)]
+    pub browser_cache: BrowserCache,
 }
 
 fn yes() -> bool {
@@ -288,6 +339,18 @@ impl NodeConfig {
         }
         if self.sites.is_empty() {
             return fail("sites", "must list at least one site");
+        }
+        let feed = &self.feed;
+        for (field, value) in [
+            ("feed.max_subscriptions", feed.max_subscriptions),
+            ("feed.max_connections_per_client", feed.max_connections_per_client),
+            ("feed.max_connections", feed.max_connections),
+            ("feed.history", feed.history),
+            ("feed.heartbeat_secs", feed.heartbeat_secs as usize),
+        ] {
+            if value == 0 {
+                return fail(field, "must be at least 1");
+            }
         }
         if let Some(f) = &self.freshness {
             if let Err(message) = parse_origin(&f.purge_api) {

@@ -70,8 +70,22 @@ pub async fn send_json_error(
     message: &str,
     node: &str,
 ) -> pingora_error::Result<()> {
+    send_json_error_with(session, status, message, node, &[]).await
+}
+
+/// [`send_json_error`] with more response headers (`Retry-After`, `Allow`).
+pub async fn send_json_error_with(
+    session: &mut Session,
+    status: u16,
+    message: &str,
+    node: &str,
+    extra: &[(&'static str, &str)],
+) -> pingora_error::Result<()> {
     let body = serde_json::json!({ "error": message, "node": node }).to_string();
-    let mut header = ResponseHeader::build(status, Some(4))?;
+    let mut header = ResponseHeader::build(status, Some(5 + extra.len()))?;
+    for (name, value) in extra {
+        header.insert_header(*name, *value)?;
+    }
     header.insert_header("content-type", "application/json")?;
     header.insert_header("content-length", body.len())?;
     header.insert_header("cache-control", "no-store")?;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod cache_key;
 pub mod config;
 pub mod errors;
+pub mod feed;
 pub mod freshness;
 pub mod immutable;
 pub mod metrics;

@@ -43,6 +43,13 @@ pub struct TierMetrics {
     pub purge_stream_errors: IntCounter,
     /// Resets: the node was behind the log's retention and dropped its cache.
     pub purge_resets: IntCounter,
+    /// Change feed connections open.
+    pub feed_connections: IntGauge,
+    /// `change` events sent on feeds.
+    pub feed_events: IntCounter,
+    /// `reset` events sent: a client could not be caught up from the history.
+    pub feed_resets: IntCounter,
+    feed_rejected: IntCounterVec,
 }
 
 impl TierMetrics {
@@ -61,6 +68,11 @@ impl TierMetrics {
         };
         self.requests[cache][class].inc();
         self.latency[cache].observe(seconds);
+    }
+
+    /// Counts a feed request refused, by `reason` (`bad_request`, `client_full`, `edge_full`).
+    pub fn feed_rejected(&self, reason: &str) {
+        self.feed_rejected.with_label_values(&[reason]).inc();
     }
 
     /// Counts one error response of `kind`.
@@ -155,6 +167,17 @@ pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| {
         purge_resets: counter(
             "fresco_purge_resets_total",
             "Times this node was behind the log's retention and dropped its whole cache",
+        ),
+        feed_connections: gauge("fresco_feed_connections", "Change feed connections open on this edge"),
+        feed_events: counter("fresco_feed_events_total", "Change events sent on feeds"),
+        feed_resets: counter(
+            "fresco_feed_resets_total",
+            "Reset events sent: a feed client was behind the replay history",
+        ),
+        feed_rejected: register(
+            "fresco_feed_rejected_total",
+            "Feed requests refused, by reason (bad_request, client_full, edge_full)",
+            &["reason"],
         ),
     }
 });

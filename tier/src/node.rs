@@ -16,6 +16,7 @@ use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::{FreshnessSection, NodeConfig};
+use crate::feed::{FeedHub, prefill};
 use crate::freshness::Freshness;
 use crate::freshness::subscriber::{self, SubscriberConfig};
 use crate::proxy::{CacheProxy, Role};
@@ -35,6 +36,7 @@ pub struct NodeArgs {
 struct StoreLifecycle {
     store: &'static FoyerStorage,
     ready: Arc<AtomicBool>,
+    feed: Option<Arc<FeedHub>>,
 }
 
 #[async_trait]
@@ -44,6 +46,9 @@ impl BackgroundService for StoreLifecycle {
         tracing::info!("node ready");
         let _ = shutdown.changed().await;
         self.ready.store(false, Ordering::Release);
+        if let Some(feed) = &self.feed {
+            feed.close();
+        }
         tracing::info!("shutting down: closing the cache store");
         self.store.close().await;
         tracing::info!("cache store closed");
@@ -51,8 +56,14 @@ impl BackgroundService for StoreLifecycle {
 }
 
 /// Follows the purge log on a thread of its own, so that purges are applied and leases renewed
-/// however busy the proxy's threads are.
-fn start_subscriber(fresh: Arc<Freshness>, section: &FreshnessSection, config: &NodeConfig, role: Role) {
+/// however busy the proxy's threads are. The feed's history is refilled there too.
+fn start_subscriber(
+    fresh: Arc<Freshness>,
+    feed: Option<Arc<FeedHub>>,
+    section: &FreshnessSection,
+    config: &NodeConfig,
+    role: Role,
+) {
     let subscriber = SubscriberConfig {
         purge_api: section.purge_api.clone(),
         token: section.token.clone(),
@@ -63,6 +74,7 @@ fn start_subscriber(fresh: Arc<Freshness>, section: &FreshnessSection, config: &
         },
         address: config.listen.to_string(),
     };
+    let (purge_api, token) = (section.purge_api.clone(), section.token.clone());
     std::thread::Builder::new()
         .name("fresco-purges".into())
         .spawn(move || {
@@ -70,9 +82,29 @@ fn start_subscriber(fresh: Arc<Freshness>, section: &FreshnessSection, config: &
                 .enable_all()
                 .build()
                 .expect("a tokio runtime");
-            runtime.block_on(subscriber::run(fresh, subscriber));
+            runtime.block_on(async move {
+                if let Some(feed) = feed {
+                    tokio::spawn(prefill::run(feed, purge_api, token));
+                }
+                subscriber::run(fresh, subscriber).await
+            });
         })
         .expect("spawning the purge subscriber");
+}
+
+/// Raises the soft limit of open files to the hard limit: every feed client holds a
+/// connection, and the usual soft limit of 1024 would refuse the thousand-and-first.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "could not raise the open files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read the open files limit"),
+    }
 }
 
 /// Runs a node of `role` with the command line of this process. Returns only on a bad
@@ -116,10 +148,16 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
             }
         },
     };
+    // The feed exists on edges that follow purges; it must observe them from the first one.
+    let feed = match (&freshness, role) {
+        (Some(fresh), Role::Edge) => Some(FeedHub::new(config.feed.clone(), config.node_id.clone(), fresh.clone())),
+        _ => None,
+    };
     if let (Some(fresh), Some(section)) = (&freshness, &config.freshness) {
-        start_subscriber(fresh.clone(), section, &config, role);
+        start_subscriber(fresh.clone(), feed.clone(), section, &config, role);
     }
-    let proxy = match CacheProxy::new(role, &config, store, freshness.clone()) {
+    raise_open_files_limit();
+    let proxy = match CacheProxy::new(role, &config, store, freshness.clone(), feed.clone()) {
         Ok(proxy) => proxy,
         Err(e) => {
             eprintln!("fresco-{}: {e}", role.name());
@@ -150,7 +188,7 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     admin.threads = Some(1);
     server.add_service(proxy_service);
     server.add_service(admin);
-    server.add_service(background_service("store", StoreLifecycle { store, ready }));
+    server.add_service(background_service("store", StoreLifecycle { store, ready, feed }));
 
     tracing::info!(
         role = role.name(),

@@ -25,8 +25,12 @@ use pingora_http::{HMap, RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache_key::{cache_key, primary_key};
-use crate::config::{NodeConfig, parse_origin};
+use crate::config::{BrowserCache, NodeConfig, parse_origin};
 use crate::errors::{FailureKind, send_json_error};
+use crate::feed::FeedHub;
+use crate::feed::index::UrlFacts;
+use crate::feed::live_js::serve_live_js;
+use crate::feed::serve::serve_events;
 use crate::freshness::Freshness;
 use crate::freshness::rules::Verdict;
 use crate::immutable::{marked_immutable, versioned_url};
@@ -60,6 +64,7 @@ pub struct Site {
     ignore_query: Vec<String>,
     vary_accept: bool,
     versioned_urls: bool,
+    browser_cache: BrowserCache,
 }
 
 /// The stored header that says from which purge sequence on an object was fetched.
@@ -95,6 +100,8 @@ pub struct CacheProxy {
     deadline: Duration,
     store: &'static FoyerStorage,
     lock: &'static CacheKeyLockImpl,
+    /// Edge with freshness: the change feed.
+    feed: Option<Arc<FeedHub>>,
 }
 
 /// Freshness for cacheable responses that carry no Cache-Control or Expires (RFC 9111 §4.2.2
@@ -123,6 +130,7 @@ impl CacheProxy {
         config: &NodeConfig,
         store: &'static FoyerStorage,
         freshness: Option<Arc<Freshness>>,
+        feed: Option<Arc<FeedHub>>,
     ) -> std::io::Result<Self> {
         HEURISTIC_TTL_SECS.store(config.cache.default_ttl_secs, Ordering::Relaxed);
         let sites = config
@@ -141,6 +149,7 @@ impl CacheProxy {
                     ignore_query: s.ignore_query.clone(),
                     vary_accept: s.vary_accept,
                     versioned_urls: s.versioned_urls,
+                    browser_cache: s.browser_cache,
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
@@ -158,6 +167,7 @@ impl CacheProxy {
             deadline: config.deadline(),
             store,
             lock: Box::leak(lock),
+            feed: if role == Role::Edge { feed } else { None },
         })
     }
 
@@ -173,6 +183,53 @@ impl CacheProxy {
             .iter()
             .position(|s| s.name == host || s.hosts.contains(&host))
             .unwrap_or(0)
+    }
+
+    /// What browsers are told about caching a response, when it is not left as the origin
+    /// said: a mutable image is revalidated on every use (`no-cache`, with its ETag), so the
+    /// bytes a page loads after a purge are new; a versioned or `immutable` one is kept a year.
+    /// Private and `no-store` responses, and errors, keep the origin's word.
+    fn browser_cache_control(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &RequestCtx,
+    ) -> Option<&'static str> {
+        if resp.status.as_u16() >= 400 {
+            return None;
+        }
+        let origin = resp
+            .headers
+            .get(http::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if origin.contains("private") || origin.contains("no-store") {
+            return None;
+        }
+        let site = &self.sites[ctx.site];
+        let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
+        if marked_immutable(&resp.headers) || (site.versioned_urls && versioned_url(target)) {
+            Some("public, max-age=31536000, immutable")
+        } else {
+            Some("no-cache")
+        }
+    }
+
+    /// Answers what the edge serves itself under `/_fresco/`: the change feed and `live.js`.
+    async fn serve_own(&self, session: &mut Session) -> Result<()> {
+        let path = session.req_header().uri.path();
+        match (path, &self.feed) {
+            ("/_fresco/events", Some(feed)) => serve_events(feed, self.store, session).await,
+            ("/_fresco/live.js", _) => serve_live_js(session, &self.node_id).await,
+            ("/_fresco/events", None) => {
+                let message = "this edge has no change feed: it follows no purge-api (no `freshness` section)";
+                send_json_error(session, 404, message, &self.node_id).await
+            }
+            _ => {
+                let message = "unknown /_fresco/ path: the edge serves /_fresco/events and /_fresco/live.js";
+                send_json_error(session, 404, message, &self.node_id).await
+            }
+        }
     }
 
     fn remaining(&self, ctx: &RequestCtx) -> Result<Duration> {
@@ -201,7 +258,7 @@ fn header_u64(headers: &HMap, name: &str) -> Option<u64> {
 
 /// The surrogate keys of a response: `Surrogate-Key` (space-separated) and `Cache-Tag`
 /// (comma-separated).
-fn surrogate_keys(headers: &HMap) -> impl Iterator<Item = &str> {
+pub fn surrogate_keys(headers: &HMap) -> impl Iterator<Item = &str> {
     let spaced = headers
         .get_all("surrogate-key")
         .into_iter()
@@ -248,6 +305,10 @@ impl ProxyHttp for CacheProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.role == Role::Edge && session.req_header().uri.path().starts_with("/_fresco/") {
+            self.serve_own(session).await?;
+            return Ok(true);
+        }
         let req = session.req_header();
         if !matches!(req.method, http::Method::GET | http::Method::HEAD) {
             METRICS.error(FailureKind::Client);
@@ -359,6 +420,20 @@ impl ProxyHttp for CacheProxy {
             // gets it too: the revalidated object is fresh from this request's start on.
             meta.response_header_mut()
                 .insert_header(FILL_SEQ_HEADER, ctx.fill_seq)?;
+            if let Some(feed) = &self.feed {
+                let primary = std::str::from_utf8(session.cache.cache_key().primary_key()).unwrap_or("");
+                feed.learn(
+                    primary,
+                    UrlFacts {
+                        tags: surrogate_keys(&resp.headers).map(str::to_string).collect(),
+                        etag: resp
+                            .headers
+                            .get(http::header::ETAG)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string),
+                    },
+                );
+            }
         }
         Ok(cacheable)
     }
@@ -478,6 +553,12 @@ impl ProxyHttp for CacheProxy {
         if !stored_as_hit {
             resp.insert_header("x-cache", label)?;
             resp.insert_header("x-fresco-node", &self.node_id)?;
+        }
+        if self.role == Role::Edge
+            && self.sites[ctx.site].browser_cache == BrowserCache::Revalidate
+            && let Some(cache_control) = self.browser_cache_control(session, resp, ctx)
+        {
+            resp.insert_header(http::header::CACHE_CONTROL, cache_control)?;
         }
         if self.role == Role::Shield && self.freshness.is_some() {
             // What came from the origin during this request is current whatever the edge applied.

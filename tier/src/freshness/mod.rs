@@ -15,6 +15,7 @@ pub mod subscriber;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fresco_protocol::{PurgeRecord, Target};
@@ -32,6 +33,18 @@ use rules::{PurgeRules, Rule, RuleKind, Verdict};
 const RULES: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("rules");
 /// `applied`: the last sequence applied with all before it.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Told of every purge a node applies; the change feed is one.
+///
+/// Contract: [`applied`](Self::applied) is called after the purges are visible to hits and
+/// persisted, in sequence order, each sequence once; [`reset`](Self::reset) after a reset took
+/// effect. Both are called on the purge thread and must not block it for long.
+pub trait PurgeObserver: Send + Sync {
+    /// Purges with sequences above the previous call's, in order.
+    fn applied(&self, records: &[&PurgeRecord]);
+    /// The node dropped everything and continues from sequence `next`.
+    fn reset(&self, next: u64);
+}
 
 /// A failure of the node's freshness state.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +73,7 @@ pub struct Freshness {
     db: Database,
     sites: Vec<SiteKeys>,
     store: &'static FoyerStorage,
+    observer: OnceLock<Arc<dyn PurgeObserver>>,
 }
 
 impl Freshness {
@@ -104,7 +118,24 @@ impl Freshness {
                 })
                 .collect(),
             store,
+            observer: OnceLock::new(),
         })
+    }
+
+    /// Tells `observer` of every purge applied from now on. Only the first observer counts.
+    pub fn observe(&self, observer: Arc<dyn PurgeObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// The primary key a purged (or followed) URL names: its site's, normalized.
+    pub fn url_key(&self, url: &Target) -> String {
+        let site = self.site_of(url);
+        primary_key(&site.name, &url.path, &site.ignore_query)
+    }
+
+    /// The key text a purged path prefix matches the primary keys of.
+    pub fn prefix_key(&self, prefix: &Target) -> String {
+        prefix_key(&self.site_of(prefix).name, &prefix.path)
     }
 
     /// The last purge applied, with every one before it.
@@ -165,8 +196,7 @@ impl Freshness {
         let mut changes: Vec<(RuleKind, String, u64, bool)> = Vec::new();
         for record in &fresh {
             for url in &record.urls {
-                let site = self.site_of(url);
-                let key = primary_key(&site.name, &url.path, &site.ignore_query);
+                let key = self.url_key(url);
                 if !record.soft {
                     deletes.push(key.clone());
                 }
@@ -176,13 +206,7 @@ impl Freshness {
                 changes.push((RuleKind::Tag, tag.clone(), record.seq, record.soft));
             }
             for prefix in &record.prefixes {
-                let site = self.site_of(prefix);
-                changes.push((
-                    RuleKind::Prefix,
-                    prefix_key(&site.name, &prefix.path),
-                    record.seq,
-                    record.soft,
-                ));
+                changes.push((RuleKind::Prefix, self.prefix_key(prefix), record.seq, record.soft));
             }
         }
         // What the rules will be, worked out on a copy: hits keep reading the rules meanwhile.
@@ -217,6 +241,9 @@ impl Freshness {
             }
         }
         self.applied.store(last, Ordering::Release);
+        if let Some(observer) = self.observer.get() {
+            observer.applied(&fresh);
+        }
         // The rules already keep these from being served; deleting frees the space now.
         let span = Span::inactive().handle();
         for key in deletes {
@@ -247,6 +274,9 @@ impl Freshness {
         self.floor.store(next.saturating_sub(1), Ordering::Release);
         *self.rules.write() = PurgeRules::default();
         self.applied.store(next.saturating_sub(1), Ordering::Release);
+        if let Some(observer) = self.observer.get() {
+            observer.reset(next);
+        }
         Ok(())
     }
 }

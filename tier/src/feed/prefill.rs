@@ -1,0 +1,100 @@
+//! Refilling the feed's history after a start, from purge-api's log.
+//!
+//! The history lives in memory. Without a refill, every browser that reconnects to a restarted
+//! edge would get `reset` and reload all its images; with it, they get just what they missed.
+//! The refill reads the purges up to what the node had applied when it started — the node's
+//! own catch-up goes on separately, and everything after that point reaches the history as it
+//! is applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fresco_protocol::{LogLine, PurgeRecord};
+
+use super::FeedHub;
+
+/// Reads the `history` purges ending at the hub's start position from `purge_api` and puts them
+/// in front of the history. Gives up (leaving the history as it is) after a few failures.
+pub async fn run(hub: Arc<FeedHub>, purge_api: String, token: String) {
+    let until = hub.started_at();
+    if until == 0 {
+        hub.prefill(&[]);
+        return;
+    }
+    let from = until.saturating_sub(hub.limits().history as u64 - 1).max(1);
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .expect("an HTTP client");
+    for attempt in 0..5u32 {
+        match read_log(&http, &purge_api, &token, from, until).await {
+            Ok(records) => {
+                tracing::info!(
+                    from,
+                    until,
+                    purges = records.len(),
+                    "feed history refilled from the purge log"
+                );
+                hub.prefill(&records);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "refilling the feed history failed");
+                tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
+            }
+        }
+    }
+    hub.prefill(&[]);
+}
+
+/// The purges `from..=until` (fewer when the log no longer keeps the oldest).
+async fn read_log(
+    http: &reqwest::Client,
+    purge_api: &str,
+    token: &str,
+    from: u64,
+    until: u64,
+) -> Result<Vec<PurgeRecord>, String> {
+    let url = format!("{}/v1/log?from={from}", purge_api.trim_end_matches('/'));
+    let mut resp = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("purge-api answered {}", resp.status()));
+    }
+    let mut records = Vec::new();
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(3), resp.chunk())
+        .await
+        .map_err(|_| "the log stream went silent".to_string())?
+        .map_err(|e| e.to_string())?
+    {
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            if line.len() <= 1 {
+                continue;
+            }
+            match serde_json::from_slice::<LogLine>(&line).map_err(|e| format!("bad log line: {e}"))? {
+                LogLine::Purge(record) if record.seq <= until => {
+                    let done = record.seq == until;
+                    records.push(record);
+                    if done {
+                        return Ok(records);
+                    }
+                }
+                // Past the start position, or the log's head is below it (a rebuilt log):
+                // nothing more to refill.
+                LogLine::Purge(_) => return Ok(records),
+                LogLine::Heartbeat { head } if head < until => return Ok(records),
+                LogLine::Heartbeat { .. } => {}
+                // The log no longer keeps `from`: it goes on from a later sequence.
+                LogLine::Reset { .. } => records.clear(),
+            }
+        }
+    }
+    Ok(records)
+}
