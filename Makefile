@@ -16,7 +16,8 @@ run: build
 	target/release/devcluster --state-dir $(STATE)
 
 test: build
-	@echo "==> running the tests (unit, store, end-to-end on real processes)"
+	@scripts/setup.sh test
+	@echo "==> running the tests (unit, store, end-to-end on real processes, live.js in Chromium)"
 	$(CARGO) test --release --workspace
 
 lint: setup

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing fresco needs, when it can (as root, from Debian's
-# packages); otherwise prints the exact command to run. Used by `make run` and `make test`.
+# packages); otherwise prints the exact command to run. Used by `make run` and `make test`;
+# `scripts/setup.sh test` adds what only the tests need (a headless Chromium for live.js).
 set -euo pipefail
 
 need_pkgs=()
@@ -8,6 +9,10 @@ command -v cmake >/dev/null || need_pkgs+=(cmake)          # pingora's zlib-ng b
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ip >/dev/null || need_pkgs+=(iproute2)              # network-namespace tests
+if [ "${1:-}" = test ]; then                                   # live.js in a real browser
+  [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+fi
 
 if ! command -v cargo >/dev/null; then
   echo "fresco needs a Rust toolchain (1.91 or newer): https://rustup.rs, then run this again." >&2

@@ -4,6 +4,7 @@
 //! The binaries are taken from `FRESCO_BIN_DIR`, or `target/release` of this workspace
 //! (`make test` builds them first).
 
+pub mod browser;
 pub mod feed;
 pub mod netns;
 pub mod origin;

@@ -1,0 +1,235 @@
+//! A real headless Chromium for the tests of `live.js`, driven over the WebDriver protocol
+//! (`chromedriver`, Debian's `chromium` and `chromium-driver`; `scripts/setup.sh test`
+//! installs them).
+//!
+//! Only what the tests use: a session, navigation, and running scripts. Each browser gets its
+//! own profile directory, so no cache or state leaks from one run into another.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Where Debian installs the browser and its driver.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// See [`CHROMIUM`].
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A headless Chromium session; dropping it ends the session and the driver.
+pub struct Browser {
+    http: reqwest::Client,
+    driver: Child,
+    /// `http://127.0.0.1:<port>/session/<id>`.
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium. Panics, saying how to install them, when
+    /// they are missing: a test of the browser must not pass without one.
+    pub async fn start() -> Self {
+        for program in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: the browser tests need Debian's chromium and \
+                 chromium-driver (`scripts/setup.sh test`, or `make test`, installs them)"
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("a client");
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while !http
+            .get(format!("{base}/status"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not answer within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().expect("a temp dir");
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1400,1000",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            }}
+        });
+        let answer: Value = http
+            .post(format!("{base}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("a JSON answer");
+        let id = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("Chromium did not start: {answer}"));
+        Self {
+            session: format!("{base}/session/{id}"),
+            http,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    async fn command(&self, path: &str, body: Value) -> Value {
+        let answer: Value = self
+            .http
+            .post(format!("{}/{path}", self.session))
+            .json(&body)
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("a JSON answer");
+        let value = answer["value"].clone();
+        if let Some(error) = value.get("error") {
+            panic!("WebDriver {path}: {error}: {}", value["message"]);
+        }
+        value
+    }
+
+    /// Opens `url` and waits until it has loaded.
+    pub async fn goto(&self, url: &str) {
+        self.command("url", json!({ "url": url })).await;
+    }
+
+    /// Runs `script` (a function body; `arguments[i]` are `args`) and returns what it returns.
+    pub async fn execute(&self, script: &str, args: Value) -> Value {
+        self.command("execute/sync", json!({ "script": script, "args": args }))
+            .await
+    }
+
+    /// Runs `script`, whose last argument is a callback, and returns what it passes to it.
+    pub async fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.command("execute/async", json!({ "script": script, "args": args }))
+            .await
+    }
+
+    /// Polls `script` (which returns a truthy value when done) until it does, or panics
+    /// with `what` after `timeout`. Returns the truthy value.
+    pub async fn wait_for(&self, script: &str, timeout: Duration, what: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let value = self.execute(script, json!([])).await;
+            if !(value.is_null() || value == json!(false) || value == json!(0)) {
+                return value;
+            }
+            assert!(started.elapsed() < timeout, "{what}: not within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A digest of the pixels of the image whose `alt` is `alt`, as displayed (drawn on a
+    /// canvas at its natural size): two versions of an image have different digests.
+    pub async fn image_digest(&self, alt: &str) -> String {
+        let value = self.execute(PIXEL_DIGEST, json!([alt])).await;
+        value.as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// FNV-1a over the RGBA pixels of `img[alt=arguments[0]]`, with its size; "" before it loads.
+const PIXEL_DIGEST: &str = r#"
+const img = document.querySelector('img[alt="' + arguments[0] + '"]');
+if (!img || !img.complete || !img.naturalWidth) return "";
+const canvas = document.createElement("canvas");
+canvas.width = img.naturalWidth;
+canvas.height = img.naturalHeight;
+const g = canvas.getContext("2d");
+g.drawImage(img, 0, 0);
+const data = g.getImageData(0, 0, canvas.width, canvas.height).data;
+let h = 2166136261;
+for (let i = 0; i < data.length; i++) { h ^= data[i]; h = Math.imul(h, 16777619); }
+return (h >>> 0).toString(16) + "@" + canvas.width + "x" + canvas.height;
+"#;
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ending the session closes Chromium; killing only the driver could leave it running.
+        // Blocking, as a drop cannot await.
+        delete(&self.session);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// `DELETE url` over a plain socket, with a short timeout.
+fn delete(url: &str) {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return;
+    };
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    if write!(stream, "DELETE {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_ok() {
+        let _ = stream.read(&mut [0u8; 256]);
+    }
+}
+
+/// What the demo origin answered to `POST /_demo/change/{name}`: purge-api's answer to its
+/// signed webhook, and when the webhook was sent and answered.
+pub struct DemoChange {
+    /// purge-api's status.
+    pub status: u16,
+    /// purge-api's JSON answer (`seq`, `acked`, …).
+    pub body: Value,
+    /// When the origin sent the webhook, Unix milliseconds.
+    pub purge_sent_ms: u64,
+    /// When purge-api answered it, Unix milliseconds.
+    pub purge_answered_ms: u64,
+}
+
+/// Has the cluster's demo origin save a new version of `/img/<name>` and purge it.
+pub async fn change_demo_image(cluster: &crate::ClusterInfo, name: &str) -> DemoChange {
+    let resp = crate::client()
+        .post(format!("{}/_demo/change/{name}", cluster.origin))
+        .send()
+        .await
+        .expect("the demo origin answers");
+    let ms = |header: &str| crate::header(&resp, header).parse().unwrap_or(0);
+    let (purge_sent_ms, purge_answered_ms) = (ms("x-demo-purge-sent-ms"), ms("x-demo-purge-answered-ms"));
+    let status = resp.status().as_u16();
+    DemoChange {
+        status,
+        body: resp.json().await.unwrap_or_default(),
+        purge_sent_ms,
+        purge_answered_ms,
+    }
+}
