@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test lint bench bench-purge clean setup
+.PHONY: run build test lint bench bench-purge bench-feed clean setup
 
 setup:
 	@scripts/setup.sh
@@ -30,6 +30,10 @@ bench: build
 bench-purge: build
 	target/release/purge-bench
 	python3 loadtest/plot_purge.py docs/bench/purge-latency.csv docs/bench/purge-latency.png
+
+bench-feed: build
+	target/release/feed-bench
+	python3 loadtest/plot_feed.py docs/bench/feed-fanout.csv docs/bench/feed-fanout.png
 
 clean:
 	rm -rf $(STATE)
