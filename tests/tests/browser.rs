@@ -93,3 +93,79 @@ async fn a_changed_image_is_swapped_in_place_also_after_the_edge_restarts() {
     change_and_see_it(&browser, &cluster, &second, "change after the edge restarted").await;
     not_reloaded(&browser, "change after the edge restarted").await;
 }
+
+/// Images the page adds later are followed too: an `srcset`, a `<picture>` source, and not
+/// one marked `data-fresco-live="off"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_added_later_srcset_and_picture_are_followed_and_opt_out_is_respected() {
+    let browser = Browser::start().await;
+    let cluster = Cluster::builder().size(1, 1).start();
+    browser
+        .goto(&format!("{}/gallery.html", cluster.info.edges[0].url))
+        .await;
+    browser
+        .wait_for(
+            "return frescoLive.hellos > 0",
+            Duration::from_secs(10),
+            "live.js subscribes",
+        )
+        .await;
+    browser
+        .execute(
+            r#"document.body.insertAdjacentHTML("beforeend",
+                '<img alt="srcset" srcset="/img/sunset.jpg 1x" width="320" height="200">' +
+                '<picture><source srcset="/img/tile.webp" type="image/webp">' +
+                '<img alt="picture" src="/img/badge.png" width="320" height="200"></picture>' +
+                '<div data-fresco-live="off"><img alt="off" src="/img/logo.svg?x=off"></div>')"#,
+            json!([]),
+        )
+        .await;
+    let added = "const t = frescoLive.tracked; return t.get('/img/sunset.jpg').size === 2 && \
+                 t.get('/img/tile.webp').size === 2 && \
+                 Array.from(document.images).every(i => i.complete)";
+    browser
+        .wait_for(added, Duration::from_secs(10), "live.js follows the added images")
+        .await;
+    let off = browser
+        .execute("return frescoLive.tracked.has('/img/logo.svg?x=off')", json!([]))
+        .await;
+    assert_eq!(off, json!(false), "an image marked off is not followed");
+    browser.execute("window.__noReload = 1", json!([])).await;
+
+    for (image, alt) in [("sunset.jpg", "srcset"), ("tile.webp", "picture")] {
+        let before = browser.image_digest(alt).await;
+        assert!(!before.is_empty(), "{alt} is displayed");
+        let change = change_demo_image(&cluster.info, image).await;
+        assert_eq!(change.status, 200, "{image}: {}", change.body);
+        let answered = Instant::now();
+        while browser.image_digest(alt).await == before {
+            assert!(
+                answered.elapsed() < Duration::from_secs(1),
+                "{alt}: still the old {image} 1 s after the purge answer"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        not_reloaded(&browser, alt).await;
+    }
+
+    // A feed the browser gave up on (readyState CLOSED, as after an HTTP error from a
+    // restarting edge) is opened again by live.js, from its last event id.
+    let hellos = browser.execute("return frescoLive.hellos", json!([])).await;
+    browser
+        .execute(
+            "const s = frescoLive.feeds[0].source; s.close(); s.onerror(new Event('error'))",
+            json!([]),
+        )
+        .await;
+    let reopened = format!(
+        "const f = frescoLive.feeds[0]; return frescoLive.hellos > {hellos} && \
+         f.source.url.includes('last_event_id=' + f.lastEventId) && f.lastEventId >= 2"
+    );
+    browser
+        .wait_for(
+            &reopened,
+            Duration::from_secs(5),
+            "live.js reopens a closed feed with last_event_id",
+        )
+        .await;
+}
