@@ -281,7 +281,7 @@ impl Client {
                     self.inner.preferred.store(index, Ordering::Relaxed);
                     return Ok(self.settle(path, edge, local, fetched).await);
                 }
-                Err(e) => last_failure = format!("{edge}: {e}"),
+                Err(e) => last_failure = format!("{edge}: {}", with_causes(&e)),
             }
         }
         match last_5xx {
@@ -406,6 +406,22 @@ fn response_of(entry: &Entry, source: Source, edge: Option<String>) -> Response 
         source,
         edge,
     }
+}
+
+/// An error with its causes: reqwest's own message ("error sending request") hides the useful
+/// part ("Connection refused").
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {

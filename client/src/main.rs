@@ -176,6 +176,10 @@ async fn watch(client: &Client, urls: Vec<String>, tags: Vec<String>) -> anyhow:
                 eprintln!("connected to {edge} ({node}) at seq {seq}");
                 continue;
             }
+            WatchEvent::Disconnected { edge, reason } => {
+                eprintln!("lost {edge}: {reason}; trying the next edge");
+                continue;
+            }
             WatchEvent::Change(change) => {
                 serde_json::json!({"event": "change", "seq": change.seq, "url": change.url,
                     "etag": change.etag, "tags": change.tags, "soft": change.soft})

@@ -21,7 +21,7 @@ use reqwest::header;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::client::{Client, Error};
+use crate::client::{Client, Error, with_causes};
 use crate::sse::{SseItem, SseParser};
 
 /// A query string longer than this goes in a POST body instead: proxies and servers commonly
@@ -69,6 +69,14 @@ pub enum WatchEvent {
         node: String,
         /// The edge's position (the `hello` id).
         seq: u64,
+    },
+    /// A connection attempt failed or an established feed broke; the next edge is tried.
+    /// Informational: nothing is lost.
+    Disconnected {
+        /// The edge's base URL.
+        edge: String,
+        /// What happened.
+        reason: String,
     },
     /// A change of something followed.
     Change(Change),
@@ -123,6 +131,7 @@ impl Client {
             position: None,
             delivered: 0,
             delivered_at_seq: HashSet::new(),
+            reset_at: 0,
         };
         Watch {
             events,
@@ -134,9 +143,9 @@ impl Client {
 /// How one connection ended.
 enum Ended {
     /// Try the next edge, after at least this long.
-    Retry(Duration),
+    Retry(Duration, String),
     /// The edge answered and then the stream broke (it had said hello).
-    Broken,
+    Broken(String),
     /// Stop: the consumer is gone, or the subscription is refused.
     Stop,
 }
@@ -152,6 +161,8 @@ struct Watcher {
     delivered: u64,
     /// What was delivered at `delivered` (one purge may report several URLs).
     delivered_at_seq: HashSet<(Option<String>, Vec<String>)>,
+    /// The last reset's id: changes up to it are covered by the reset.
+    reset_at: u64,
 }
 
 impl Watcher {
@@ -165,17 +176,24 @@ impl Watcher {
         let mut failures: u32 = 0;
         loop {
             let edge = &edges[index % edges.len()];
-            let wait = match self.connection(edge).await {
+            let (wait, reason) = match self.connection(edge).await {
                 Ended::Stop => return,
-                Ended::Broken => {
+                Ended::Broken(reason) => {
                     failures = 1;
-                    Duration::ZERO
+                    (Duration::ZERO, reason)
                 }
-                Ended::Retry(at_least) => {
+                Ended::Retry(at_least, reason) => {
                     failures = failures.saturating_add(1);
-                    at_least
+                    (at_least, reason)
                 }
             };
+            let disconnected = WatchEvent::Disconnected {
+                edge: edge.clone(),
+                reason,
+            };
+            if self.send(disconnected).await.is_err() {
+                return;
+            }
             let backoff = config
                 .backoff_min
                 .saturating_mul(1 << failures.saturating_sub(1).min(16))
@@ -192,7 +210,7 @@ impl Watcher {
         pairs.extend(self.tags.iter().map(|t| ("tag", t.as_str())));
         let mut url = match reqwest::Url::parse(&format!("{edge}/_fresco/events")) {
             Ok(url) => url,
-            Err(_) => return Ended::Retry(Duration::ZERO),
+            Err(e) => return Ended::Retry(Duration::ZERO, e.to_string()),
         };
         url.query_pairs_mut().extend_pairs(&pairs);
         let mut request = if url.query().map_or(0, str::len) > MAX_QUERY_BYTES {
@@ -208,7 +226,8 @@ impl Watcher {
         // The answer's head must come as fast as any byte of the stream.
         let mut response = match tokio::time::timeout(read_timeout, request.send()).await {
             Ok(Ok(response)) => response,
-            _ => return Ended::Retry(Duration::ZERO),
+            Ok(Err(e)) => return Ended::Retry(Duration::ZERO, with_causes(&e)),
+            Err(_) => return Ended::Retry(Duration::ZERO, "no answer in time".into()),
         };
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -217,7 +236,7 @@ impl Watcher {
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok()?.trim().parse().ok())
                 .map_or(Duration::ZERO, |s: u64| Duration::from_secs(s.min(60)));
-            return Ended::Retry(after);
+            return Ended::Retry(after, "429 Too Many Requests".into());
         }
         if status.is_client_error() {
             let body = response.text().await.unwrap_or_default();
@@ -231,14 +250,16 @@ impl Watcher {
             return Ended::Stop;
         }
         if status != StatusCode::OK {
-            return Ended::Retry(Duration::ZERO);
+            return Ended::Retry(Duration::ZERO, format!("answered {status}"));
         }
         let mut parser = SseParser::new();
         let mut said_hello = false;
-        loop {
+        let reason = loop {
             let chunk = match tokio::time::timeout(read_timeout, response.chunk()).await {
                 Ok(Ok(Some(chunk))) => chunk,
-                _ => break,
+                Ok(Ok(None)) => break "the edge ended the stream".to_string(),
+                Ok(Err(e)) => break with_causes(&e),
+                Err(_) => break format!("nothing received for {read_timeout:?}"),
             };
             for item in parser.feed(&chunk) {
                 match self.handle(edge, item, &mut said_hello).await {
@@ -246,11 +267,11 @@ impl Watcher {
                     Err(()) => return Ended::Stop,
                 }
             }
-        }
+        };
         if said_hello {
-            Ended::Broken
+            Ended::Broken(reason)
         } else {
-            Ended::Retry(Duration::ZERO)
+            Ended::Retry(Duration::ZERO, reason)
         }
     }
 
@@ -293,7 +314,7 @@ impl Watcher {
                 };
                 // Everything before this purge is complete; this purge may not be yet.
                 self.advance(change.seq.saturating_sub(1));
-                if change.seq < self.delivered {
+                if change.seq < self.delivered || change.seq <= self.reset_at {
                     return Ok(());
                 }
                 if change.seq > self.delivered {
@@ -316,10 +337,7 @@ impl Watcher {
                     return Ok(());
                 };
                 self.advance(reset.seq);
-                if reset.seq >= self.delivered {
-                    self.delivered = reset.seq;
-                    self.delivered_at_seq.clear();
-                }
+                self.reset_at = self.reset_at.max(reset.seq);
                 let cache = &self.client.inner.cache;
                 for url in &self.urls {
                     cache.remove(url).await;

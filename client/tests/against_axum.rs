@@ -259,7 +259,7 @@ async fn watch_resumes_on_the_next_edge_and_delivers_each_change_once_in_order()
     assert!(client.is_cached("/etag/a.png") && client.is_cached("/etag/b.png"));
     let mut watch = client.watch(["/etag/a.png", "/etag/b.png"], ["product-7"]);
     let mut got = Vec::new();
-    while got.len() < 6 {
+    while got.len() < 7 {
         let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
             .await
             .expect("events within 10 s")
@@ -286,6 +286,10 @@ async fn watch_resumes_on_the_next_edge_and_delivers_each_change_once_in_order()
             },
             change(11, "/etag/a.png"),
             change(12, "/etag/a.png"),
+            WatchEvent::Disconnected {
+                edge: a.clone(),
+                reason: "nothing received for 500ms".into()
+            },
             change(12, "/etag/b.png"),
             change(13, "/etag/b.png"),
             WatchEvent::Connected {
@@ -344,4 +348,57 @@ async fn a_long_subscription_is_posted_and_a_refusal_ends_the_stream() {
     let error = watch.next().await.unwrap().unwrap_err();
     assert!(error.to_string().contains("bad url"), "{error}");
     assert!(watch.next().await.is_none(), "the stream ends");
+}
+
+/// Cannot replay: hello at 5, then a reset at 9, a late change at 9 and a new one at 10.
+fn edge_that_resets(req: &Request) -> Response {
+    if req.uri().path() != "/_fresco/events" {
+        return images(req);
+    }
+    let hello = "event: hello\nid: 5\ndata: {\"seq\":5,\"node\":\"edge-r\"}\n\n";
+    let reset = "event: reset\nid: 9\ndata: {\"seq\":9,\"reason\":\"history\"}\n\n";
+    sse(
+        &[hello, reset, &change(9, "/etag/a.png"), &change(10, "/etag/a.png")],
+        true,
+    )
+}
+
+#[tokio::test]
+async fn a_5xx_feed_is_skipped_and_a_reset_drops_everything_followed() {
+    let (failing, _) = edge(always_503).await;
+    let (resetting, _) = edge(edge_that_resets).await;
+    let client = Client::builder().edges([&failing, &resetting]).build().unwrap();
+    // Fetched through the second edge; the first answers 503 to everything.
+    client.get("/etag/a.png").await.unwrap();
+    client.get("/etag/b.png").await.unwrap();
+    let mut watch = client.watch(["/etag/a.png"], ["product-7"]);
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("events within 10 s")
+            .unwrap()
+            .unwrap();
+        if !matches!(event, WatchEvent::Disconnected { .. }) {
+            got.push(event);
+        }
+    }
+    assert!(
+        matches!(&got[0], WatchEvent::Connected { node, .. } if node == "edge-r"),
+        "{got:?}"
+    );
+    assert_eq!(
+        got[1],
+        WatchEvent::Reset(fresco_client::Reset {
+            seq: 9,
+            reason: "history".into()
+        })
+    );
+    assert!(
+        matches!(&got[2], WatchEvent::Change(c) if c.seq == 10),
+        "9 is covered by the reset: {got:?}"
+    );
+    // The followed URL went, and so did the other URL through the followed tag.
+    assert!(!client.is_cached("/etag/a.png"));
+    assert!(!client.is_cached("/etag/b.png"));
 }

@@ -150,6 +150,7 @@ async fn watch_delivers_every_change_exactly_once_in_order_across_a_kill_of_its_
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some(WatchEvent::Change(change))) => changes.push((change.seq, change.url.unwrap_or_default())),
             Ok(Some(WatchEvent::Connected { edge, .. })) => reconnected_to.push(edge),
+            Ok(Some(WatchEvent::Disconnected { .. })) => {}
             Ok(Some(WatchEvent::Reset(reset))) => panic!("no reset expected: {reset:?}"),
             Ok(None) | Err(_) => break,
         }
