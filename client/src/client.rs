@@ -310,7 +310,7 @@ impl Client {
         let mut request = self
             .inner
             .http
-            .get(format!("{edge}{path}"))
+            .get(format!("{edge}{}{path}", if path.starts_with('/') { "" } else { "/" }))
             .timeout(self.inner.config.request_timeout);
         if let Some(etag) = local.and_then(|e| e.etag.as_deref()) {
             request = request.header(header::IF_NONE_MATCH, etag);

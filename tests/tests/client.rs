@@ -237,3 +237,70 @@ async fn the_command_line_fetches_from_cluster_json_and_prints_changes_as_json_l
     assert_eq!(change["seq"], seq);
     assert_eq!(change["url"], path);
 }
+
+/// Resumes a frozen node when dropped, so that a failed assertion does not leave it stopped.
+struct Thaw(fresco_e2e::NodeInfo);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        signal_node(&self.0, Signal::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_leaves_a_frozen_edge_after_its_read_timeout_and_misses_nothing() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    // Far below the edges' 15 s heartbeat: idle moments reconnect too, which must not
+    // duplicate anything either.
+    let client = Client::builder()
+        .edges(cluster.info.edges.iter().map(|e| e.url.clone()))
+        .feed_read_timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let paths: Vec<String> = (0..2).map(|i| format!("/mut/frozen-{i}.png")).collect();
+    let mut watch = client.watch(paths.clone(), Vec::<String>::new());
+    let connected = match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
+        Ok(Some(Ok(WatchEvent::Connected { edge, .. }))) => edge,
+        other => panic!("the watch connects first: {other:?}"),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let collector = tokio::spawn(async move {
+        while let Some(event) = watch.next().await {
+            if let Ok(WatchEvent::Change(change)) = event
+                && tx.send((change.seq, change.url.unwrap_or_default())).is_err()
+            {
+                return;
+            }
+        }
+    });
+
+    let mut purged = Vec::new();
+    for i in 0..3 {
+        let path = &paths[i % paths.len()];
+        purged.push((purge_url(&cluster, path).await, path.clone()));
+    }
+    let victim = cluster.info.edges.iter().find(|e| e.url == connected).unwrap().clone();
+    signal_node(&victim, Signal::SIGSTOP);
+    let thaw = Thaw(victim);
+    for i in 0..5 {
+        let path = &paths[i % paths.len()];
+        purged.push((purge_url(&cluster, path).await, path.clone()));
+    }
+
+    let mut changes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while changes.len() < purged.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(change)) => changes.push(change),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    drop(thaw);
+    while let Ok(Some(change)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        changes.push(change);
+    }
+    collector.abort();
+    assert_eq!(changes, purged, "every purge once, in order");
+}
