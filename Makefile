@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test lint bench bench-purge bench-feed clean setup
+.PHONY: run build test lint bench bench-purge bench-live bench-feed clean setup
 
 setup:
 	@scripts/setup.sh
@@ -34,6 +34,11 @@ bench-purge: build
 bench-feed: build
 	target/release/feed-bench
 	python3 loadtest/plot_feed.py docs/bench/feed-fanout.csv docs/bench/feed-fanout.png
+
+bench-live: build
+	@scripts/setup.sh test
+	target/release/swap-bench
+	python3 loadtest/plot_swap.py docs/bench/swap-latency.csv docs/bench/swap-latency.png
 
 clean:
 	rm -rf $(STATE)

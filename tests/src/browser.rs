@@ -211,9 +211,9 @@ pub struct DemoChange {
     /// purge-api's JSON answer (`seq`, `acked`, …).
     pub body: Value,
     /// When the origin sent the webhook, Unix milliseconds.
-    pub purge_sent_ms: u64,
+    pub purge_sent_ms: f64,
     /// When purge-api answered it, Unix milliseconds.
-    pub purge_answered_ms: u64,
+    pub purge_answered_ms: f64,
 }
 
 /// Has the cluster's demo origin save a new version of `/img/<name>` and purge it.
@@ -223,7 +223,7 @@ pub async fn change_demo_image(cluster: &crate::ClusterInfo, name: &str) -> Demo
         .send()
         .await
         .expect("the demo origin answers");
-    let ms = |header: &str| crate::header(&resp, header).parse().unwrap_or(0);
+    let ms = |header: &str| crate::header(&resp, header).parse().unwrap_or(f64::NAN);
     let (purge_sent_ms, purge_answered_ms) = (ms("x-demo-purge-sent-ms"), ms("x-demo-purge-answered-ms"));
     let status = resp.status().as_u16();
     DemoChange {
