@@ -71,6 +71,9 @@ pub struct Site {
 pub const FILL_SEQ_HEADER: &str = "x-fresco-fill-seq";
 /// The header a shield answers with: the purge sequence its answer is fresh against.
 pub const APPLIED_HEADER: &str = "x-fresco-applied";
+/// The origin's `Cache-Control`, stored beside the browsers' one an edge sends (and decides
+/// revalidations by).
+pub const ORIGIN_CACHE_CONTROL_HEADER: &str = "x-fresco-origin-cache-control";
 /// The header an edge asks a shield with: the purge sequence the answer must be fresh against.
 pub const MIN_SEQ_HEADER: &str = "x-fresco-min-seq";
 
@@ -195,7 +198,8 @@ impl CacheProxy {
         resp: &ResponseHeader,
         ctx: &RequestCtx,
     ) -> Option<&'static str> {
-        if resp.status.as_u16() >= 400 {
+        let browser_cache = self.sites[ctx.site].browser_cache;
+        if self.role != Role::Edge || browser_cache != BrowserCache::Revalidate || resp.status.as_u16() >= 400 {
             return None;
         }
         let origin = resp
@@ -402,9 +406,35 @@ impl ProxyHttp for CacheProxy {
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("set-cookie")));
         }
+        // A 304 merged into a stored header brings back the browsers' Cache-Control this node
+        // stored; the decision is the origin's, kept beside it.
+        let restored;
+        let resp = match resp.headers.get(ORIGIN_CACHE_CONTROL_HEADER) {
+            Some(origin)
+                if self
+                    .browser_cache_control(session, resp, ctx)
+                    .is_some_and(|b| resp.headers.get(http::header::CACHE_CONTROL).is_some_and(|cc| cc == b)) =>
+            {
+                let mut original = resp.clone();
+                original.insert_header(http::header::CACHE_CONTROL, origin.clone())?;
+                restored = original;
+                &restored
+            }
+            _ => resp,
+        };
         let cc = CacheControl::from_resp_headers(resp);
         let auth = session.req_header().headers.contains_key(http::header::AUTHORIZATION);
         let mut cacheable = resp_cacheable(cc.as_ref(), resp.clone(), auth, &META_DEFAULTS);
+        if let RespCacheable::Cacheable(meta) = &mut cacheable
+            && let Some(browser) = self.browser_cache_control(session, resp, ctx)
+        {
+            // Stored as browsers get it, so that hits insert no header.
+            let stored = meta.response_header_mut();
+            if let Some(origin) = resp.headers.get(http::header::CACHE_CONTROL) {
+                stored.insert_header(ORIGIN_CACHE_CONTROL_HEADER, origin.clone())?;
+            }
+            stored.insert_header(http::header::CACHE_CONTROL, browser)?;
+        }
         if self.freshness.is_some()
             && let RespCacheable::Cacheable(meta) = &mut cacheable
         {
@@ -553,12 +583,10 @@ impl ProxyHttp for CacheProxy {
         if !stored_as_hit {
             resp.insert_header("x-cache", label)?;
             resp.insert_header("x-fresco-node", &self.node_id)?;
-        }
-        if self.role == Role::Edge
-            && self.sites[ctx.site].browser_cache == BrowserCache::Revalidate
-            && let Some(cache_control) = self.browser_cache_control(session, resp, ctx)
-        {
-            resp.insert_header(http::header::CACHE_CONTROL, cache_control)?;
+            // A hit's stored header already carries it (see `response_cache_filter`).
+            if let Some(cache_control) = self.browser_cache_control(session, resp, ctx) {
+                resp.insert_header(http::header::CACHE_CONTROL, cache_control)?;
+            }
         }
         if self.role == Role::Shield && self.freshness.is_some() {
             // What came from the origin during this request is current whatever the edge applied.
