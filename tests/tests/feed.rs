@@ -308,7 +308,9 @@ async fn browsers_revalidate_mutable_images_keep_versioned_ones_and_get_live_js(
     }
     // A revalidated copy is still kept by the edge under the origin's rules, and still tells
     // browsers to revalidate.
-    let answer = cluster.purge(json!({ "urls": ["/mut/browser.png"], "soft": true })).await;
+    let answer = cluster
+        .purge(json!({ "urls": ["/mut/browser.png"], "soft": true }))
+        .await;
     assert_eq!(answer.status, 200);
     for expected in ["REVALIDATED", "HIT"] {
         let resp = http.get(cluster.edge_url(0, "/mut/browser.png")).send().await.unwrap();
