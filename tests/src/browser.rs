@@ -6,10 +6,13 @@
 //! own profile directory, so no cache or state leaks from one run into another.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 /// Where Debian installs the browser and its driver.
@@ -41,8 +44,10 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        // Its own process group, with the Chromium it starts: the drop ends them together.
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -179,10 +184,11 @@ return (h >>> 0).toString(16) + "@" + canvas.width + "x" + canvas.height;
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Ending the session closes Chromium; killing only the driver could leave it running.
-        // Blocking, as a drop cannot await.
+        // Ending the session closes Chromium (blocking, as a drop cannot await); whatever is
+        // left of the driver's process group is killed.
         delete(&self.session);
-        let _ = self.driver.kill();
+        let group = Pid::from_raw(self.driver.id() as i32);
+        let _ = killpg(group, Signal::SIGKILL);
         let _ = self.driver.wait();
     }
 }
