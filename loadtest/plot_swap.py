@@ -22,7 +22,7 @@ for (name, lat), color in zip(series.items(), ("tab:blue", "tab:orange")):
 a.axhline(100, color="red", linestyle="--", linewidth=0.8, label="target p95 100 ms")
 a.set_title("image swapped in the page, one change at a time")
 a.set_xlabel("change #")
-a.set_ylabel("ms (negative: swapped before purge-api answered)")
+a.set_ylabel("ms")
 a.legend(fontsize=8)
 b.set_title("distribution")
 b.set_xlabel("ms")

@@ -34,13 +34,25 @@ struct Cli {
 /// the next second before purging one image twice in a second: more images, fewer waits.
 const IMAGES: [&str; 4] = ["sunset.jpg", "badge.png", "tile.webp", "logo.svg"];
 
-/// Resolves with the `fresco:swap` detail of purge `arguments[0]`, or null after 5 s.
+/// Records every `fresco:swap`, and when each `change` event reached the page (a listener
+/// after live.js's own: live.js has just started its fetch).
+const RECORD: &str = r#"
+window.__swaps = [];
+window.__events = {};
+document.addEventListener("fresco:swap", e => window.__swaps.push(e.detail));
+frescoLive.feeds.forEach(f => f.source.addEventListener("change", e => {
+  window.__events[JSON.parse(e.data).seq] = performance.timeOrigin + performance.now();
+}));
+"#;
+
+/// Resolves with the `fresco:swap` detail of purge `arguments[0]` and when its event
+/// arrived, or null after 5 s.
 const WAIT_FOR_SWAP: &str = r#"
 const [seq, done] = arguments;
 const started = performance.now();
 (function poll() {
   const swap = window.__swaps.find(s => s.seq === seq);
-  if (swap) return done(swap);
+  if (swap) return done(Object.assign({event: window.__events[seq]}, swap));
   if (performance.now() - started > 5000) return done(null);
   setTimeout(poll, 2);
 })();
@@ -56,6 +68,7 @@ struct Sample {
     seq: u64,
     sent_ms: f64,
     answered_ms: f64,
+    event_ms: f64,
     swap_ms: f64,
 }
 
@@ -75,13 +88,7 @@ async fn main() {
             "the gallery loads and live.js subscribes",
         )
         .await;
-    browser
-        .execute(
-            "window.__swaps = []; \
-             document.addEventListener('fresco:swap', e => window.__swaps.push(e.detail))",
-            json!([]),
-        )
-        .await;
+    browser.execute(RECORD, json!([])).await;
 
     eprintln!("==> {} changes, one at a time, in {gallery}", cli.changes);
     let mut samples = Vec::with_capacity(cli.changes);
@@ -100,6 +107,7 @@ async fn main() {
             seq,
             sent_ms: change.purge_sent_ms,
             answered_ms: change.purge_answered_ms,
+            event_ms: swap["event"].as_f64().unwrap_or(f64::NAN),
             swap_ms,
         });
         if (i + 1) % 10 == 0 {
@@ -110,20 +118,22 @@ async fn main() {
     let mut csv = std::fs::File::create(&cli.csv).expect("the CSV can be written");
     writeln!(
         csv,
-        "change,image,seq,purge_sent_ms,purge_answered_ms,swapped_ms,from_sent_ms,from_answer_ms"
+        "change,image,seq,purge_sent_ms,purge_answered_ms,event_ms,swapped_ms,from_sent_ms,from_answer_ms,event_from_sent_ms"
     )
     .unwrap();
     for (i, s) in samples.iter().enumerate() {
         writeln!(
             csv,
-            "{i},{},{},{:.3},{:.3},{:.3},{:.3},{:.3}",
+            "{i},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}",
             s.image,
             s.seq,
             s.sent_ms,
             s.answered_ms,
+            s.event_ms,
             s.swap_ms,
             s.swap_ms - s.sent_ms,
-            s.swap_ms - s.answered_ms
+            s.swap_ms - s.answered_ms,
+            s.event_ms - s.sent_ms
         )
         .unwrap();
     }
@@ -135,6 +145,8 @@ async fn main() {
     let from_sent = sorted(|s| s.swap_ms - s.sent_ms);
     let from_answer = sorted(|s| s.swap_ms - s.answered_ms);
     let answer = sorted(|s| s.answered_ms - s.sent_ms);
+    let event = sorted(|s| s.event_ms - s.sent_ms);
+    let fetch = sorted(|s| s.swap_ms - s.event_ms);
     println!(
         "swap-bench: {} changes, {} edges + 1 shield, headless Chromium on edge-1, loopback",
         samples.len(),
@@ -146,11 +158,13 @@ async fn main() {
     );
     for (name, v) in [
         ("purge sent -> purge answered", &answer),
+        ("purge sent -> change event in page", &event),
+        ("change event -> image swapped", &fetch),
         ("purge sent -> image swapped", &from_sent),
         ("purge answered -> image swapped", &from_answer),
     ] {
         println!(
-            "{name:<34} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            "{name:<36} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             percentile(v, 0.5),
             percentile(v, 0.95),
             v[0],
