@@ -89,6 +89,30 @@
     if (next.srcset && el.getAttribute("srcset") !== next.srcset) el.setAttribute("srcset", next.srcset);
   }
 
+  // A URL of the new bytes of `path`. Same-origin (or CORS-enabled) images are fetched past
+  // the browser's HTTP cache, from the same URL (the same cache key on the edge), into an
+  // object URL. A cross-origin image whose edge sends no Access-Control-Allow-Origin cannot be
+  // read: it is loaded from a variant URL, ?fresco=<seq>, a new key unless the site's
+  // ignore_query lists `fresco`.
+  var readable = true;
+  function newBytes(path, seq) {
+    var variant = function () {
+      return edge + path + (path.indexOf("?") < 0 ? "?" : "&") + "fresco=" + (seq === null ? Date.now() : seq);
+    };
+    if (!readable) return Promise.resolve(variant());
+    return fetch(edge + path, { cache: "reload" }).then(function (r) {
+      if (!r.ok) throw new Error(path + ": " + r.status);
+      return r.blob().then(function (blob) { return URL.createObjectURL(blob); });
+    }, function (e) {
+      if (edge === location.origin) throw e;
+      readable = false; // most likely CORS: the browser does not tell
+      return variant();
+    });
+  }
+  function revoke(url) {
+    if (url && url.lastIndexOf("blob:", 0) === 0) URL.revokeObjectURL(url);
+  }
+
   // Fetches the new bytes of `path` past the browser's HTTP cache, decodes them, then swaps
   // every element showing it. A change that arrives meanwhile is fetched once this one is done.
   function refresh(path, seq) {
@@ -96,19 +120,14 @@
     if (state) { state.again = seq; return; }
     state = { again: null };
     refreshing.set(path, state);
-    fetch(edge + path, { cache: "reload" })
-      .then(function (r) {
-        if (!r.ok) throw new Error(path + ": " + r.status);
-        return r.blob();
-      })
-      .then(function (blob) {
-        var url = URL.createObjectURL(blob);
+    newBytes(path, seq)
+      .then(function (url) {
         var probe = new Image();
         probe.src = url;
         // Decode before swapping: the element goes from the old picture to the new one
         // with no blank frame. Elements keep their width/height (only URLs change).
         return probe.decode().then(function () { return url; }, function (e) {
-          URL.revokeObjectURL(url);
+          revoke(url);
           throw e;
         });
       })
@@ -129,7 +148,7 @@
               detail: { url: path, seq: seq, at: performance.timeOrigin + performance.now() },
             }));
           });
-        })).then(function () { if (old) URL.revokeObjectURL(old); });
+        })).then(function () { revoke(old); });
       })
       .catch(function (e) { console.warn("fresco live.js:", e); })
       .then(function () {

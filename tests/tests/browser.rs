@@ -168,4 +168,42 @@ async fn images_added_later_srcset_and_picture_are_followed_and_opt_out_is_respe
             "live.js reopens a closed feed with last_event_id",
         )
         .await;
+
+    // A page of another origin (here the origin's own index) showing the edge's images: the
+    // edge sends no Access-Control-Allow-Origin on images, so live.js cannot read the new
+    // bytes and loads a ?fresco=<seq> variant instead (devcluster's sites ignore `fresco`).
+    let edge = &cluster.info.edges[0].url;
+    browser.goto(&format!("{}/", cluster.info.origin)).await;
+    browser
+        .execute(
+            "const [edge] = arguments; \
+             document.body.insertAdjacentHTML('beforeend', \
+               '<img alt=\"cross\" width=\"320\" height=\"200\" src=\"' + edge + '/img/sunset.jpg\">'); \
+             window.__swapped = []; \
+             document.addEventListener('fresco:swap', e => window.__swapped.push(e.detail.url)); \
+             const s = document.createElement('script'); s.src = edge + '/_fresco/live.js'; \
+             document.head.appendChild(s);",
+            json!([edge]),
+        )
+        .await;
+    browser
+        .wait_for(
+            "return window.frescoLive && frescoLive.hellos > 0 && document.images[0].complete",
+            Duration::from_secs(10),
+            "live.js loaded from the edge subscribes from another origin",
+        )
+        .await;
+    let change = change_demo_image(&cluster.info, "sunset.jpg").await;
+    assert_eq!(change.status, 200, "{}", change.body);
+    let seq = change.body["seq"].clone();
+    browser
+        .wait_for(
+            &format!(
+                "const img = document.images[0]; return window.__swapped.includes('/img/sunset.jpg') && \
+                 img.currentSrc.endsWith('/img/sunset.jpg?fresco={seq}') && img.naturalWidth > 0"
+            ),
+            Duration::from_secs(1),
+            "a cross-origin page shows the new version",
+        )
+        .await;
 }
