@@ -1,16 +1,27 @@
-//! The versioned record a cache entry is stored as, in memory and on disk.
+//! The versioned records the cache holds, in memory and on disk.
 //!
-//! Layout of format version 1 (all integers big-endian):
+//! Bodies are stored once, by content: an [`EntryRecord`] (one per cache key) holds a
+//! response's metadata and the blake3 digest of its body; a [`BodyRecord`] (one per distinct
+//! body, keyed by [`body_key`] of that digest) holds the bytes, compressed with brotli when
+//! that pays (see [`crate::compression`]). Two URLs with the same bytes share one body.
+//!
+//! Layout of format version 2 (all integers big-endian):
 //!
 //! ```text
-//! u8  version (= 1)
-//! u32 internal meta length | internal meta (pingora's MessagePack `InternalMeta`)
-//! u32 header length        | response header (pingora-header-serde, zstd)
-//! u64 body length          | body
+//! u8  version (= 2)
+//! u8  kind: b'E' (entry) or b'B' (body)
+//! entry: u32 internal meta length | internal meta (pingora's MessagePack `InternalMeta`)
+//!        u32 header length        | response header (pingora-header-serde, zstd)
+//!        [u8; 32] body digest (blake3 of the body as served, before any compression)
+//!        u64 body length as served
+//! body:  [u8; 32] digest | u8 encoding (0 identity, 1 brotli) | u64 length as served
+//!        u64 stored length | stored bytes
 //! ```
 //!
-//! Decoding dispatches on the version byte, so a build that writes a newer version keeps
-//! reading every older one. `tests/fixtures/` holds a record of each version ever written.
+//! Format version 1 (before deduplication) held a whole response: internal meta, header and
+//! body inline, with the same length prefixes (u64 for the body). It is still read, as a
+//! [`Record::Whole`]. Decoding dispatches on the version byte, so a build that writes a newer
+//! version keeps reading every older one; `tests/fixtures/` holds records of each version.
 
 use std::io::{Read, Write};
 
@@ -19,20 +30,26 @@ use foyer::Code;
 use pingora_cache::CacheMeta;
 
 /// The format version this build writes.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Headers of an image response are a few hundred bytes; anything near this bound is corrupt.
 const MAX_META_LEN: u32 = 1 << 20;
 
-/// One cached HTTP response: its metadata and its complete body.
-///
-/// The parsed [`CacheMeta`] lives next to its serialized form so that a memory hit neither
-/// decompresses nor re-parses the headers; only records read back from disk are parsed.
-pub struct StoredObject {
-    meta: CacheMeta,
-    meta_internal: Bytes,
-    meta_header: Bytes,
-    body: Bytes,
+/// The blake3 digest of a body as served.
+pub type Digest = [u8; 32];
+
+/// The digest of `body`.
+pub fn digest_of(body: &[u8]) -> Digest {
+    *blake3::hash(body).as_bytes()
+}
+
+/// The cache key a body is stored under: derived from its digest in a domain of its own, so it
+/// cannot meet the keys of entries (pingora's key hashes).
+pub fn body_key(digest: &Digest) -> u128 {
+    let key = blake3::Hasher::new_derive_key("fresco store body key 2026-11")
+        .update(digest)
+        .finalize();
+    u128::from_be_bytes(key.as_bytes()[..16].try_into().expect("16 bytes"))
 }
 
 /// Why a stored record could not be decoded.
@@ -41,6 +58,12 @@ pub enum FormatError {
     /// The version byte names a format this build does not know.
     #[error("unknown record format version {0}")]
     UnknownVersion(u8),
+    /// The kind byte names no record kind.
+    #[error("unknown record kind {0:#04x}")]
+    UnknownKind(u8),
+    /// The encoding byte names no encoding.
+    #[error("unknown body encoding {0}")]
+    UnknownEncoding(u8),
     /// A length field is beyond any sane value.
     #[error("record field {field} has implausible length {len}")]
     BadLength {
@@ -57,31 +80,25 @@ pub enum FormatError {
     Io(#[from] std::io::Error),
 }
 
-impl StoredObject {
-    /// Builds a record from a response's metadata and body.
-    pub fn new(meta: &CacheMeta, body: Bytes) -> pingora_error::Result<Self> {
+/// A response's metadata, parsed and serialized.
+///
+/// The parsed [`CacheMeta`] lives next to its serialized form so that a memory hit neither
+/// decompresses nor re-parses the headers; only records read back from disk are parsed.
+pub struct StoredMeta {
+    meta: CacheMeta,
+    internal: Bytes,
+    header: Bytes,
+}
+
+impl StoredMeta {
+    /// Serializes `meta`.
+    pub fn new(meta: &CacheMeta) -> pingora_error::Result<Self> {
         let (internal, header) = meta.serialize()?;
         Ok(Self {
             meta: copy_meta(meta),
-            meta_internal: internal.into(),
-            meta_header: header.into(),
-            body,
+            internal: internal.into(),
+            header: header.into(),
         })
-    }
-
-    /// The same metadata (already serialized) over `body`: a fill's record once its body is in.
-    pub fn with_body(&self, body: Bytes) -> Self {
-        Self {
-            meta: copy_meta(&self.meta),
-            meta_internal: self.meta_internal.clone(),
-            meta_header: self.meta_header.clone(),
-            body,
-        }
-    }
-
-    /// The same body under new metadata (after a revalidation).
-    pub fn with_meta(&self, meta: &CacheMeta) -> pingora_error::Result<Self> {
-        Self::new(meta, self.body.clone())
     }
 
     /// A fresh copy of the metadata, without parsing.
@@ -90,8 +107,86 @@ impl StoredObject {
     }
 
     /// When the response was first stored (kept across revalidations).
-    pub fn meta_created(&self) -> std::time::SystemTime {
+    pub fn created(&self) -> std::time::SystemTime {
         self.meta.created()
+    }
+
+    /// The response's `Content-Type`, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.meta.headers().get(http::header::CONTENT_TYPE)?.to_str().ok()
+    }
+
+    /// Whether the response already has a content coding (then it is stored as it came).
+    pub fn is_content_encoded(&self) -> bool {
+        self.meta
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes() != b"identity")
+    }
+
+    fn duplicate(&self) -> Self {
+        Self {
+            meta: copy_meta(&self.meta),
+            internal: self.internal.clone(),
+            header: self.header.clone(),
+        }
+    }
+
+    /// Memory the metadata takes: the parsed header costs roughly its serialized size again.
+    fn weight(&self) -> usize {
+        self.internal.len() + 2 * self.header.len() + 128
+    }
+
+    fn encoded_len(&self) -> usize {
+        4 + self.internal.len() + 4 + self.header.len()
+    }
+
+    fn encode_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        w.write_all(&(self.internal.len() as u32).to_be_bytes())?;
+        w.write_all(&self.internal)?;
+        w.write_all(&(self.header.len() as u32).to_be_bytes())?;
+        w.write_all(&self.header)
+    }
+
+    fn decode_from(r: &mut impl Read) -> Result<Self, FormatError> {
+        let internal = read_field(r, "meta_internal", MAX_META_LEN as u64, 4)?;
+        let header = read_field(r, "meta_header", MAX_META_LEN as u64, 4)?;
+        let meta = CacheMeta::deserialize(&internal, &header).map_err(|e| FormatError::Meta(e.to_string()))?;
+        Ok(Self { meta, internal, header })
+    }
+}
+
+/// One complete HTTP response as a fill produces it: metadata and body.
+pub struct StoredObject {
+    meta: StoredMeta,
+    body: Bytes,
+}
+
+impl StoredObject {
+    /// Builds an object from a response's metadata and body.
+    pub fn new(meta: &CacheMeta, body: Bytes) -> pingora_error::Result<Self> {
+        Ok(Self {
+            meta: StoredMeta::new(meta)?,
+            body,
+        })
+    }
+
+    /// The same metadata (already serialized) over `body`: a fill's object once its body is in.
+    pub fn with_body(&self, body: Bytes) -> Self {
+        Self {
+            meta: self.meta.duplicate(),
+            body,
+        }
+    }
+
+    /// A fresh copy of the metadata, without parsing.
+    pub fn meta(&self) -> CacheMeta {
+        self.meta.meta()
+    }
+
+    /// The metadata, as stored.
+    pub fn stored_meta(&self) -> &StoredMeta {
+        &self.meta
     }
 
     /// The response body.
@@ -99,21 +194,208 @@ impl StoredObject {
         &self.body
     }
 
-    /// Bytes this record occupies in memory, which is what the memory tier is weighed in.
-    pub fn weight(&self) -> usize {
-        // The parsed header costs roughly its serialized size again.
-        self.body.len() + self.meta_internal.len() + 2 * self.meta_header.len() + 128
+    /// Splits the object into the entry and body records it is stored as. `encode` gets the
+    /// body's digest and turns the body into its stored form, or says `None` when a body with
+    /// that digest is stored already (then only the entry is new).
+    pub fn into_records(
+        self,
+        encode: impl FnOnce(&StoredMeta, &Digest, Bytes) -> Option<(Encoding, Bytes)>,
+    ) -> (EntryRecord, Option<BodyRecord>) {
+        let digest = digest_of(&self.body);
+        let logical_len = self.body.len() as u64;
+        let body = encode(&self.meta, &digest, self.body).map(|(encoding, data)| BodyRecord {
+            digest,
+            encoding,
+            logical_len,
+            data,
+        });
+        (
+            EntryRecord {
+                meta: self.meta,
+                digest,
+                logical_len,
+            },
+            body,
+        )
     }
 
-    /// Encodes the record in the current format version.
+    fn decode_v1(r: &mut impl Read) -> Result<Self, FormatError> {
+        let meta = StoredMeta::decode_from(r)?;
+        let body = read_field(r, "body", u32::MAX as u64, 8)?;
+        Ok(Self { meta, body })
+    }
+}
+
+/// How a body's bytes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// As served.
+    Identity,
+    /// Brotli-compressed (`Content-Encoding: br`).
+    Brotli,
+}
+
+impl Encoding {
+    fn code(self) -> u8 {
+        match self {
+            Self::Identity => 0,
+            Self::Brotli => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Result<Self, FormatError> {
+        match code {
+            0 => Ok(Self::Identity),
+            1 => Ok(Self::Brotli),
+            other => Err(FormatError::UnknownEncoding(other)),
+        }
+    }
+}
+
+/// A cache key's response: its metadata and which body it has.
+pub struct EntryRecord {
+    meta: StoredMeta,
+    digest: Digest,
+    logical_len: u64,
+}
+
+impl EntryRecord {
+    /// The metadata.
+    pub fn stored_meta(&self) -> &StoredMeta {
+        &self.meta
+    }
+
+    /// The digest of the body.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// The body's length as served.
+    pub fn logical_len(&self) -> u64 {
+        self.logical_len
+    }
+
+    /// The same body under new metadata (after a revalidation).
+    pub fn with_meta(&self, meta: &CacheMeta) -> pingora_error::Result<Self> {
+        Ok(Self {
+            meta: StoredMeta::new(meta)?,
+            digest: self.digest,
+            logical_len: self.logical_len,
+        })
+    }
+}
+
+/// A body, shared by every entry whose body has its digest.
+pub struct BodyRecord {
+    digest: Digest,
+    encoding: Encoding,
+    logical_len: u64,
+    data: Bytes,
+}
+
+impl BodyRecord {
+    /// The digest of the body as served.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// How the bytes are stored.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The bytes as stored.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The body's length as served.
+    pub fn logical_len(&self) -> u64 {
+        self.logical_len
+    }
+
+    /// Whether the bytes are those the digest was taken of (after decompression).
+    pub fn is_intact(&self) -> bool {
+        match self.encoding {
+            Encoding::Identity => digest_of(&self.data) == self.digest,
+            Encoding::Brotli => crate::compression::decompress(&self.data)
+                .is_ok_and(|body| body.len() as u64 == self.logical_len && digest_of(&body) == self.digest),
+        }
+    }
+}
+
+/// What the cache holds under one key.
+pub enum Record {
+    /// A response, pointing at its body.
+    Entry(EntryRecord),
+    /// A body.
+    Body(BodyRecord),
+    /// A whole response with its body inline: a format-1 record written before deduplication.
+    Whole(StoredObject),
+}
+
+impl Record {
+    /// Bytes this record occupies in memory, which is what the memory tier is weighed in.
+    pub fn weight(&self) -> usize {
+        match self {
+            Self::Entry(entry) => entry.meta.weight() + 48,
+            Self::Body(body) => body.data.len() + 64,
+            Self::Whole(obj) => obj.meta.weight() + obj.body.len(),
+        }
+    }
+
+    /// Bytes of response bodies this record stands for, as served (entries and whole records).
+    pub fn logical_bytes(&self) -> u64 {
+        match self {
+            Self::Entry(entry) => entry.logical_len,
+            Self::Body(_) => 0,
+            Self::Whole(obj) => obj.body.len() as u64,
+        }
+    }
+
+    /// Bytes of bodies this record holds (bodies and whole records).
+    pub fn stored_bytes(&self) -> u64 {
+        match self {
+            Self::Entry(_) => 0,
+            Self::Body(body) => body.data.len() as u64,
+            Self::Whole(obj) => obj.body.len() as u64,
+        }
+    }
+
+    /// When the response was first stored; bodies have no time of their own.
+    pub fn created(&self) -> Option<std::time::SystemTime> {
+        match self {
+            Self::Entry(entry) => Some(entry.meta.created()),
+            Self::Whole(obj) => Some(obj.meta.created()),
+            Self::Body(_) => None,
+        }
+    }
+
+    /// Encodes the record in the current format version (a whole record is written as it was
+    /// read, in format 1, which only happens when the store itself is being written again).
     pub fn encode_to(&self, w: &mut impl Write) -> std::io::Result<()> {
-        w.write_all(&[FORMAT_VERSION])?;
-        w.write_all(&(self.meta_internal.len() as u32).to_be_bytes())?;
-        w.write_all(&self.meta_internal)?;
-        w.write_all(&(self.meta_header.len() as u32).to_be_bytes())?;
-        w.write_all(&self.meta_header)?;
-        w.write_all(&(self.body.len() as u64).to_be_bytes())?;
-        w.write_all(&self.body)
+        match self {
+            Self::Entry(entry) => {
+                w.write_all(&[FORMAT_VERSION, b'E'])?;
+                entry.meta.encode_to(w)?;
+                w.write_all(&entry.digest)?;
+                w.write_all(&entry.logical_len.to_be_bytes())
+            }
+            Self::Body(body) => {
+                w.write_all(&[FORMAT_VERSION, b'B'])?;
+                w.write_all(&body.digest)?;
+                w.write_all(&[body.encoding.code()])?;
+                w.write_all(&body.logical_len.to_be_bytes())?;
+                w.write_all(&(body.data.len() as u64).to_be_bytes())?;
+                w.write_all(&body.data)
+            }
+            Self::Whole(obj) => {
+                w.write_all(&[1])?;
+                obj.meta.encode_to(w)?;
+                w.write_all(&(obj.body.len() as u64).to_be_bytes())?;
+                w.write_all(&obj.body)
+            }
+        }
     }
 
     /// Decodes a record of any known format version.
@@ -121,28 +403,63 @@ impl StoredObject {
         let mut version = [0u8; 1];
         r.read_exact(&mut version)?;
         match version[0] {
-            1 => Self::decode_v1(r),
+            1 => Ok(Self::Whole(StoredObject::decode_v1(r)?)),
+            2 => Self::decode_v2(r),
             v => Err(FormatError::UnknownVersion(v)),
         }
     }
 
-    fn decode_v1(r: &mut impl Read) -> Result<Self, FormatError> {
-        let meta_internal = read_field(r, "meta_internal", MAX_META_LEN as u64, 4)?;
-        let meta_header = read_field(r, "meta_header", MAX_META_LEN as u64, 4)?;
-        let body = read_field(r, "body", u32::MAX as u64, 8)?;
-        let meta =
-            CacheMeta::deserialize(&meta_internal, &meta_header).map_err(|e| FormatError::Meta(e.to_string()))?;
-        Ok(Self {
-            meta,
-            meta_internal,
-            meta_header,
-            body,
-        })
+    fn decode_v2(r: &mut impl Read) -> Result<Self, FormatError> {
+        let mut kind = [0u8; 1];
+        r.read_exact(&mut kind)?;
+        match kind[0] {
+            b'E' => {
+                let meta = StoredMeta::decode_from(r)?;
+                let digest = read_digest(r)?;
+                let logical_len = read_u64(r)?;
+                Ok(Self::Entry(EntryRecord {
+                    meta,
+                    digest,
+                    logical_len,
+                }))
+            }
+            b'B' => {
+                let digest = read_digest(r)?;
+                let mut encoding = [0u8; 1];
+                r.read_exact(&mut encoding)?;
+                let encoding = Encoding::from_code(encoding[0])?;
+                let logical_len = read_u64(r)?;
+                let data = read_field(r, "body", u32::MAX as u64, 8)?;
+                Ok(Self::Body(BodyRecord {
+                    digest,
+                    encoding,
+                    logical_len,
+                    data,
+                }))
+            }
+            other => Err(FormatError::UnknownKind(other)),
+        }
     }
 
     fn encoded_len(&self) -> usize {
-        1 + 4 + self.meta_internal.len() + 4 + self.meta_header.len() + 8 + self.body.len()
+        match self {
+            Self::Entry(entry) => 2 + entry.meta.encoded_len() + 32 + 8,
+            Self::Body(body) => 2 + 32 + 1 + 8 + 8 + body.data.len(),
+            Self::Whole(obj) => 1 + obj.meta.encoded_len() + 8 + obj.body.len(),
+        }
     }
+}
+
+fn read_digest(r: &mut impl Read) -> Result<Digest, FormatError> {
+    let mut digest = [0u8; 32];
+    r.read_exact(&mut digest)?;
+    Ok(digest)
+}
+
+fn read_u64(r: &mut impl Read) -> Result<u64, FormatError> {
+    let mut buf = [0u8; 8];
+    r.read_exact(&mut buf)?;
+    Ok(u64::from_be_bytes(buf))
 }
 
 fn read_field(r: &mut impl Read, field: &'static str, max: u64, width: usize) -> Result<Bytes, FormatError> {
@@ -176,7 +493,7 @@ fn copy_meta(meta: &CacheMeta) -> CacheMeta {
     copy
 }
 
-impl Code for StoredObject {
+impl Code for Record {
     fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
         self.encode_to(writer).map_err(foyer::Error::io_error)
     }
@@ -202,6 +519,8 @@ mod tests {
 
     use super::*;
 
+    const BODY: &[u8] = b"\xff\xd8\xff\xe0 not really a jpeg";
+
     fn sample() -> StoredObject {
         let mut header = ResponseHeader::build(200, None).unwrap();
         header.insert_header("content-type", "image/jpeg").unwrap();
@@ -209,53 +528,107 @@ mod tests {
         header.insert_header("cache-control", "max-age=60").unwrap();
         let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
         let meta = CacheMeta::new(created + Duration::from_secs(60), created, 0, 0, header);
-        StoredObject::new(&meta, Bytes::from_static(b"\xff\xd8\xff\xe0 not really a jpeg")).unwrap()
+        StoredObject::new(&meta, Bytes::from_static(BODY)).unwrap()
     }
 
-    #[test]
-    fn round_trip_keeps_meta_and_body() {
-        let obj = sample();
+    fn records() -> (Record, Record) {
+        let (entry, body) = sample().into_records(|_, _, body| Some((Encoding::Identity, body)));
+        (Record::Entry(entry), Record::Body(body.expect("a new body")))
+    }
+
+    fn encode(record: &Record) -> Vec<u8> {
         let mut buf = Vec::new();
-        obj.encode_to(&mut buf).unwrap();
-        assert_eq!(buf.len(), obj.encoded_len());
-        let back = StoredObject::decode_from(&mut buf.as_slice()).unwrap();
-        assert_eq!(back.body(), obj.body());
-        assert_eq!(back.meta().fresh_until(), obj.meta().fresh_until());
-        assert_eq!(back.meta().headers().get("etag").unwrap(), "\"v1\"");
+        record.encode_to(&mut buf).unwrap();
+        assert_eq!(buf.len(), record.encoded_len());
+        buf
     }
 
-    /// A record written by format version 1, committed when v1 was current. Every later
-    /// version of the decoder must still read it.
     #[test]
-    fn decodes_committed_v1_fixture() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/object-v1.bin");
+    fn round_trip_keeps_meta_digest_and_body() {
+        let (entry, body) = records();
+        let Record::Entry(entry) = Record::decode_from(&mut encode(&entry).as_slice()).unwrap() else {
+            panic!("an entry decodes as an entry")
+        };
+        assert_eq!(entry.stored_meta().meta().fresh_sec(), 60);
+        assert_eq!(entry.stored_meta().meta().headers().get("etag").unwrap(), "\"v1\"");
+        assert_eq!(entry.digest(), &digest_of(BODY));
+        assert_eq!(entry.logical_len(), BODY.len() as u64);
+        let Record::Body(body) = Record::decode_from(&mut encode(&body).as_slice()).unwrap() else {
+            panic!("a body decodes as a body")
+        };
+        assert_eq!(body.data().as_ref(), BODY);
+        assert!(body.is_intact());
+    }
+
+    #[test]
+    fn a_flipped_byte_is_caught_by_the_digest() {
+        let (_, body) = records();
+        let mut bytes = encode(&body);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        let Record::Body(body) = Record::decode_from(&mut bytes.as_slice()).unwrap() else {
+            panic!("still a body record")
+        };
+        assert!(!body.is_intact());
+    }
+
+    /// Records of every format version ever written, committed when that version was current.
+    /// Every later decoder must still read them. `FRESCO_WRITE_FIXTURES=1` rewrites the current
+    /// version's fixtures (never an older one's).
+    #[test]
+    fn decodes_committed_fixtures_of_every_version() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let (entry, body) = records();
         if std::env::var_os("FRESCO_WRITE_FIXTURES").is_some() {
-            let mut buf = Vec::new();
-            sample().encode_to(&mut buf).unwrap();
-            std::fs::write(path, buf).unwrap();
+            std::fs::write(format!("{dir}/entry-v2.bin"), encode(&entry)).unwrap();
+            std::fs::write(format!("{dir}/body-v2.bin"), encode(&body)).unwrap();
         }
-        let bytes = std::fs::read(path).expect("fixture is committed");
-        assert_eq!(bytes[0], 1, "fixture is a version 1 record");
-        let obj = StoredObject::decode_from(&mut bytes.as_slice()).unwrap();
-        assert_eq!(obj.body().as_ref(), b"\xff\xd8\xff\xe0 not really a jpeg");
-        let meta = obj.meta();
-        assert_eq!(meta.headers().get("content-type").unwrap(), "image/jpeg");
-        assert_eq!(meta.fresh_sec(), 60);
+        let read = |name: &str| std::fs::read(format!("{dir}/{name}")).expect("fixture is committed");
+
+        let v1 = read("object-v1.bin");
+        assert_eq!(v1[0], 1, "a version 1 record");
+        let Record::Whole(obj) = Record::decode_from(&mut v1.as_slice()).unwrap() else {
+            panic!("version 1 is a whole response")
+        };
+        assert_eq!(obj.body().as_ref(), BODY);
+        assert_eq!(obj.meta().headers().get("content-type").unwrap(), "image/jpeg");
+        assert_eq!(obj.meta().fresh_sec(), 60);
+
+        let v2 = read("entry-v2.bin");
+        assert_eq!(v2[..2], [2, b'E'], "a version 2 entry");
+        let Record::Entry(entry) = Record::decode_from(&mut v2.as_slice()).unwrap() else {
+            panic!("an entry")
+        };
+        assert_eq!(entry.stored_meta().meta().fresh_sec(), 60);
+        assert_eq!(entry.digest(), &digest_of(BODY));
+        let v2 = read("body-v2.bin");
+        assert_eq!(v2[..2], [2, b'B'], "a version 2 body");
+        let Record::Body(body) = Record::decode_from(&mut v2.as_slice()).unwrap() else {
+            panic!("a body")
+        };
+        assert_eq!((body.data().as_ref(), body.encoding()), (BODY, Encoding::Identity));
+        assert_eq!(body_key(body.digest()), body_key(&digest_of(BODY)));
     }
 
     #[test]
-    fn rejects_unknown_version_and_truncation() {
-        let mut buf = Vec::new();
-        sample().encode_to(&mut buf).unwrap();
+    fn rejects_unknown_versions_kinds_and_truncation() {
+        let (entry, _) = records();
+        let buf = encode(&entry);
         let mut future = buf.clone();
         future[0] = 99;
         assert!(matches!(
-            StoredObject::decode_from(&mut future.as_slice()),
+            Record::decode_from(&mut future.as_slice()),
             Err(FormatError::UnknownVersion(99))
+        ));
+        let mut strange = buf.clone();
+        strange[1] = b'Z';
+        assert!(matches!(
+            Record::decode_from(&mut strange.as_slice()),
+            Err(FormatError::UnknownKind(b'Z'))
         ));
         let truncated = &buf[..buf.len() - 3];
         assert!(matches!(
-            StoredObject::decode_from(&mut &truncated[..]),
+            Record::decode_from(&mut &truncated[..]),
             Err(FormatError::Io(_))
         ));
     }

@@ -2,10 +2,13 @@
 //! foyer's hybrid RAM+SSD cache.
 //!
 //! - [`FoyerStorage`] is the storage; [`StoreConfig`] says how to build one.
-//! - [`StoredObject`] is the versioned record format shared by both tiers.
+//! - [`Record`] is the versioned record format shared by both tiers: entries point at bodies
+//!   stored once by digest ([`format`](crate::Record)), compressed when that pays
+//!   ([`compression`]).
 //! - Fills in progress are streamed to concurrent readers, and a failed fill is an error for
 //!   them, never a short body.
 
+pub mod compression;
 mod config;
 mod fill;
 mod format;
@@ -14,5 +17,9 @@ mod metrics;
 mod storage;
 
 pub use config::{EvictionPolicy, StoreConfig};
-pub use format::{FORMAT_VERSION, FormatError, StoredObject};
-pub use storage::{FoyerStorage, OpenError};
+pub use format::{
+    BodyRecord, Digest, Encoding, EntryRecord, FORMAT_VERSION, FormatError, Record, StoredMeta, StoredObject, body_key,
+    digest_of,
+};
+pub use hit::CompleteHit;
+pub use storage::{FoyerStorage, OpenError, StoreBytes};

@@ -5,8 +5,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_int_counter, register_int_counter_vec,
-    register_int_gauge_vec,
+    Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_gauge, register_int_counter,
+    register_int_counter_vec, register_int_gauge_vec,
 };
 
 pub(crate) struct Lookups {
@@ -27,14 +27,36 @@ pub(crate) struct Errors {
     pub clear: IntCounter,
 }
 
+/// Bytes of one tier: bodies as served by the entries held, and what bodies occupy.
+pub(crate) struct TierBytes {
+    pub logical: IntGauge,
+    pub stored: IntGauge,
+}
+
 pub(crate) struct StoreMetrics {
     pub lookups: Lookups,
+    pub memory: TierBytes,
+    pub disk: TierBytes,
+    pub dedup_hits: IntCounter,
+    pub integrity_failures: IntCounter,
+    pub dangling: IntCounter,
+    compression_in: IntCounterVec,
+    compression_out: IntCounterVec,
+    pub recovery_seconds: Gauge,
     pub memory_bytes: IntGauge,
     pub disk_bytes: IntGauge,
     pub memory_only: IntCounter,
     pub fills: Fills,
     pub errors: Errors,
     pub purged: IntCounter,
+}
+
+impl StoreMetrics {
+    /// Counts a stored body of a compressible `class`: its size as served and as stored.
+    pub fn compressed(&self, class: &str, served: usize, stored: usize) {
+        self.compression_in.with_label_values(&[class]).inc_by(served as u64);
+        self.compression_out.with_label_values(&[class]).inc_by(stored as u64);
+    }
 }
 
 fn counters(name: &str, help: &str, label: &str) -> IntCounterVec {
@@ -63,7 +85,59 @@ pub(crate) static METRICS: Lazy<StoreMetrics> = Lazy::new(|| {
         &["tier"]
     )
     .expect("metric registers once");
+    let logical: IntGaugeVec = register_int_gauge_vec!(
+        "fresco_store_logical_bytes",
+        "Bytes of the bodies of the entries held, as served (before deduplication and compression), by tier; \
+         disk: written by this process, less removals it knows of",
+        &["tier"]
+    )
+    .expect("metric registers once");
+    let stored: IntGaugeVec = register_int_gauge_vec!(
+        "fresco_store_stored_bytes",
+        "Bytes those bodies occupy after deduplication and compression, by tier; \
+         disk: written by this process, less removals it knows of",
+        &["tier"]
+    )
+    .expect("metric registers once");
     StoreMetrics {
+        memory: TierBytes {
+            logical: logical.with_label_values(&["memory"]),
+            stored: stored.with_label_values(&["memory"]),
+        },
+        disk: TierBytes {
+            logical: logical.with_label_values(&["disk"]),
+            stored: stored.with_label_values(&["disk"]),
+        },
+        dedup_hits: register_int_counter!(
+            "fresco_store_dedup_hits_total",
+            "Bodies not stored because an identical body already was"
+        )
+        .expect("metric registers once"),
+        integrity_failures: register_int_counter!(
+            "fresco_store_integrity_failures_total",
+            "Bodies read from disk whose digest did not match: dropped, never served"
+        )
+        .expect("metric registers once"),
+        dangling: register_int_counter!(
+            "fresco_store_dangling_entries_total",
+            "Entries found without their body (evicted or dropped): read as misses"
+        )
+        .expect("metric registers once"),
+        compression_in: counters(
+            "fresco_store_compression_input_bytes_total",
+            "Bodies of compressible types stored, bytes as served, by type",
+            "type",
+        ),
+        compression_out: counters(
+            "fresco_store_compression_output_bytes_total",
+            "Bodies of compressible types stored, bytes as stored (compressed when it saved 10%), by type",
+            "type",
+        ),
+        recovery_seconds: register_gauge!(
+            "fresco_store_recovery_seconds",
+            "Time the store took to open, recovering the disk tier"
+        )
+        .expect("metric registers once"),
         lookups: Lookups {
             memory: lookups.with_label_values(&["memory"]),
             disk: lookups.with_label_values(&["disk"]),

@@ -3,14 +3,14 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCacheEntry,
-    HybridCachePolicy, HybridCacheProperties, Location, RecoverMode, Spawner,
+    BlockEngineConfig, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCacheEntry, HybridCachePolicy, HybridCacheProperties, Location, RecoverMode, Spawner,
 };
 use parking_lot::Mutex;
 use pingora_cache::key::{CacheHashKey, CacheKey};
@@ -19,9 +19,10 @@ use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheMeta, HitHandler};
 use pingora_error::{ErrorType, Result};
 
+use crate::compression::{compress_if_worth_it, compressible_class};
 use crate::config::StoreConfig;
 use crate::fill::{Fill, FillReader, FillStatus, FillTable};
-use crate::format::StoredObject;
+use crate::format::{Encoding, Record, StoredMeta, StoredObject, body_key};
 use crate::hit::CompleteHit;
 use crate::metrics::METRICS;
 
@@ -48,7 +49,15 @@ pub enum OpenError {
 ///
 /// Contracts:
 /// - Entries are keyed by the 128-bit combined hash of the pingora [`CacheKey`] (primary plus
-///   variance), so every variant is its own entry.
+///   variance), so every variant is its own entry. An entry names its body by digest; bodies
+///   are stored once under a key derived from the digest, so identical bodies under any number
+///   of keys take the space of one (in memory and on disk). A body no entry needs is never read
+///   again and leaves by eviction like any cold record; an entry whose body is gone is a miss.
+/// - Compressible bodies (SVG, BMP, TIFF, ICO, text) are stored brotli-compressed when that
+///   saves 10%; hits decompress them unless the caller takes the stored bytes
+///   ([`CompleteHit::send_encoded`]).
+/// - A body read from disk is checked against its digest; a mismatch is dropped, counted in
+///   `fresco_store_integrity_failures_total`, and read as a miss — never served.
 /// - The memory tier is weighed in bytes; every completed object is also written to the disk
 ///   tier at insertion (so a `kill -9` loses nothing already stored), except objects larger
 ///   than a disk block, which are kept in memory only and counted in
@@ -59,7 +68,8 @@ pub enum OpenError {
 ///   fails (see [`crate::fill`]).
 /// - Call [`FoyerStorage::close`] before exit so that queued disk writes are flushed.
 pub struct FoyerStorage {
-    cache: HybridCache<u128, StoredObject>,
+    cache: HybridCache<u128, Record>,
+    accounting: Arc<Accounting>,
     fills: FillTable,
     fences: PurgeFences,
     config: StoreConfig,
@@ -113,6 +123,70 @@ fn allocated_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes held by one store, by tier: bodies as served by its entries (logical) and what its
+/// bodies occupy (stored). Exact for memory; for disk, what this process wrote less the
+/// removals it knows of (foyer reclaims disk blocks without telling).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreBytes {
+    /// Memory tier, as served.
+    pub memory_logical: i64,
+    /// Memory tier, as stored.
+    pub memory_stored: i64,
+    /// Disk tier, as served.
+    pub disk_logical: i64,
+    /// Disk tier, as stored.
+    pub disk_stored: i64,
+}
+
+#[derive(Default)]
+struct Accounting {
+    memory_logical: AtomicI64,
+    memory_stored: AtomicI64,
+    disk_logical: AtomicI64,
+    disk_stored: AtomicI64,
+    dedup_hits: AtomicU64,
+    integrity_failures: AtomicU64,
+}
+
+impl Accounting {
+    fn entered_memory(&self, record: &Record) {
+        self.memory_logical
+            .fetch_add(record.logical_bytes() as i64, Ordering::Relaxed);
+        self.memory_stored
+            .fetch_add(record.stored_bytes() as i64, Ordering::Relaxed);
+    }
+
+    fn written_to_disk(&self, record: &Record) {
+        self.disk_logical
+            .fetch_add(record.logical_bytes() as i64, Ordering::Relaxed);
+        self.disk_stored
+            .fetch_add(record.stored_bytes() as i64, Ordering::Relaxed);
+    }
+
+    fn integrity_failure(&self) {
+        self.integrity_failures.fetch_add(1, Ordering::Relaxed);
+        METRICS.integrity_failures.inc();
+    }
+}
+
+/// Keeps the memory tier's byte counts: records enter through [`FoyerStorage`] (inserts and
+/// promotions from disk) and leave through foyer (evictions, replacements, removals).
+struct MemoryAccounting(Arc<Accounting>);
+
+impl EventListener for MemoryAccounting {
+    type Key = u128;
+    type Value = Record;
+
+    fn on_leave(&self, _reason: Event, _key: &u128, value: &Record) {
+        self.0
+            .memory_logical
+            .fetch_sub(value.logical_bytes() as i64, Ordering::Relaxed);
+        self.0
+            .memory_stored
+            .fetch_sub(value.stored_bytes() as i64, Ordering::Relaxed);
+    }
+}
+
 fn key_hash(key: &impl CacheHashKey) -> u128 {
     u128::from_be_bytes(key.combined_bin())
 }
@@ -126,6 +200,8 @@ enum Tier {
 impl FoyerStorage {
     /// Opens (or recovers) a store.
     pub async fn open(config: StoreConfig) -> std::result::Result<Self, OpenError> {
+        let started = std::time::Instant::now();
+        let accounting = Arc::new(Accounting::default());
         // foyer's flushers and reclaimers run on their own runtime so that they outlive any
         // runtime of the caller's (pingora builds one per service).
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -137,7 +213,8 @@ impl FoyerStorage {
         let mut builder = HybridCacheBuilder::new()
             .with_name(config.name.clone())
             .with_policy(HybridCachePolicy::WriteOnInsertion)
-            .with_flush_on_close(true);
+            .with_flush_on_close(true)
+            .with_event_listener(Arc::new(MemoryAccounting(accounting.clone())));
         if let Some(registry) = &config.metrics_registry {
             builder = builder.with_metrics_registry(Box::new(
                 mixtrics::registry::prometheus::PrometheusMetricsRegistry::new(registry.clone()),
@@ -147,7 +224,7 @@ impl FoyerStorage {
             .memory(config.memory_bytes)
             .with_shards(config.memory_shards())
             .with_eviction_config(config.eviction.foyer_config())
-            .with_weighter(|_key: &u128, value: &StoredObject| value.weight())
+            .with_weighter(|_key: &u128, value: &Record| value.weight())
             .storage()
             .with_spawner(Spawner::from(runtime));
         let cache = match &config.disk_dir {
@@ -171,8 +248,10 @@ impl FoyerStorage {
                     .await?
             }
         };
+        METRICS.recovery_seconds.set(started.elapsed().as_secs_f64());
         Ok(Self {
             cache,
+            accounting,
             fills: FillTable::default(),
             fences: PurgeFences::default(),
             config,
@@ -205,49 +284,198 @@ impl FoyerStorage {
         }
     }
 
+    /// Bytes held, by tier, as served and as stored.
+    pub fn bytes(&self) -> StoreBytes {
+        let a = &self.accounting;
+        StoreBytes {
+            memory_logical: a.memory_logical.load(Ordering::Relaxed),
+            memory_stored: a.memory_stored.load(Ordering::Relaxed),
+            disk_logical: a.disk_logical.load(Ordering::Relaxed),
+            disk_stored: a.disk_stored.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bodies not stored because an identical one already was.
+    pub fn dedup_hits(&self) -> u64 {
+        self.accounting.dedup_hits.load(Ordering::Relaxed)
+    }
+
+    /// Records read from disk that failed their digest or checksum (dropped, never served).
+    pub fn integrity_failures(&self) -> u64 {
+        self.accounting.integrity_failures.load(Ordering::Relaxed)
+    }
+
     /// Updates the byte gauges; call before exporting metrics.
     pub fn refresh_gauges(&self) {
+        let bytes = self.bytes();
+        METRICS.memory.logical.set(bytes.memory_logical);
+        METRICS.memory.stored.set(bytes.memory_stored);
+        METRICS.disk.logical.set(bytes.disk_logical);
+        METRICS.disk.stored.set(bytes.disk_stored);
         METRICS.memory_bytes.set(self.cache.memory().usage() as i64);
         if let Some(dir) = &self.config.disk_dir {
             METRICS.disk_bytes.set(allocated_bytes(dir) as i64);
         }
     }
 
-    /// The stored entry of `hash`, memory first, with the tier it came from. Unreadable
-    /// records and entries behind a purge fence are dropped and read as misses.
-    async fn load(&self, hash: u128) -> Option<(HybridCacheEntry<u128, StoredObject>, Tier)> {
+    /// The record under `key`, memory first, with the tier it came from. Unreadable records are
+    /// dropped and read as misses.
+    async fn load_record(&self, key: u128) -> Option<(HybridCacheEntry<u128, Record>, Tier)> {
         // Memory first, synchronously: foyer's hybrid `get` allocates a fetch context per call.
-        let found = match self.cache.memory().get(&hash) {
-            Some(entry) => Some((entry, Tier::Memory)),
-            None => match self.cache.get(&hash).await {
-                Ok(entry) => entry.map(|e| (e, Tier::Disk)),
-                Err(e) => {
-                    METRICS.errors.lookup.inc();
-                    tracing::warn!(error = %e, "unreadable cache record treated as a miss");
-                    self.cache.remove(&hash);
-                    None
-                }
-            },
-        };
-        match found {
-            Some((entry, _)) if self.fences.blocks(hash, entry.value().meta_created()) => {
-                self.cache.remove(&hash);
+        if let Some(entry) = self.cache.memory().get(&key) {
+            return Some((entry, Tier::Memory));
+        }
+        match self.cache.get(&key).await {
+            Ok(Some(entry)) => {
+                // foyer keeps what it read from disk in memory.
+                self.accounting.entered_memory(entry.value());
+                Some((entry, Tier::Disk))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                // foyer checks a checksum of every record it reads back: a flipped bit on disk
+                // lands here, before the digest check below would see it.
+                METRICS.errors.lookup.inc();
+                self.accounting.integrity_failure();
+                tracing::warn!(error = %e, "unreadable cache record treated as a miss");
+                self.cache.remove(&key);
                 None
             }
-            found => found,
         }
     }
 
+    /// The stored response of `hash`: its entry (or format-1 whole record) and, for an entry,
+    /// its body. An entry behind a purge fence, or whose body is gone or fails its digest, is
+    /// dropped and read as a miss.
+    async fn load(&self, hash: u128) -> Option<(Found, Tier)> {
+        let (entry, tier) = self.load_record(hash).await?;
+        let created = entry.value().created()?;
+        if self.fences.blocks(hash, created) {
+            self.cache.remove(&hash);
+            return None;
+        }
+        let Record::Entry(record) = entry.value() else {
+            return Some((Found { entry, body: None }, tier));
+        };
+        let key = body_key(record.digest());
+        // A body that foyer's index holds but that does not load failed foyer's checksum.
+        let indexed = self.cache.contains(&key);
+        let body = match self.load_record(key).await {
+            Some((body, body_tier)) => match body.value() {
+                Record::Body(b) if b.digest() == record.digest() => {
+                    if matches!(body_tier, Tier::Disk) && !b.is_intact() {
+                        self.accounting.integrity_failure();
+                        tracing::warn!(key = %format!("{key:032x}"), "a body read from disk failed its digest: dropped");
+                        None
+                    } else {
+                        Some(body)
+                    }
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        let Some(body) = body else {
+            // (A body evicted from disk between the two looks is counted too; the window is
+            // a lookup's length.)
+            if indexed {
+                self.accounting.integrity_failure();
+                tracing::warn!(key = %format!("{key:032x}"), "a body on disk did not read back: dropped");
+            } else {
+                METRICS.dangling.inc();
+            }
+            self.cache.remove(&key);
+            self.cache.remove(&hash);
+            return None;
+        };
+        Some((
+            Found {
+                entry,
+                body: Some(body),
+            },
+            tier,
+        ))
+    }
+
+    /// Stores a complete response: its body once (deduplicated by digest, compressed when that
+    /// pays), then its entry.
     fn insert(&self, hash: u128, obj: StoredObject) {
-        if obj.body().len() > self.config.max_disk_object_bytes() && self.config.disk_dir.is_some() {
+        let memory_only = obj.body().len() > self.config.max_disk_object_bytes() && self.config.disk_dir.is_some();
+        let properties = || {
+            if memory_only {
+                HybridCacheProperties::default().with_location(Location::InMem)
+            } else {
+                HybridCacheProperties::default()
+            }
+        };
+        if memory_only {
             METRICS.memory_only.inc();
-            self.cache.insert_with_properties(
-                hash,
-                obj,
-                HybridCacheProperties::default().with_location(Location::InMem),
-            );
-        } else {
-            self.cache.insert(hash, obj);
+        }
+        let (entry, body) = obj.into_records(|meta, digest, body| {
+            if self.cache.contains(&body_key(digest)) {
+                METRICS.dedup_hits.inc();
+                self.accounting.dedup_hits.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Some(encode_body(meta, body))
+        });
+        if let Some(body) = body {
+            let key = body_key(body.digest());
+            let body = Record::Body(body);
+            self.record_entering(&body, memory_only);
+            self.cache.insert_with_properties(key, body, properties());
+        }
+        let entry = Record::Entry(entry);
+        self.record_entering(&entry, memory_only);
+        self.cache.insert_with_properties(hash, entry, properties());
+    }
+
+    fn record_entering(&self, record: &Record, memory_only: bool) {
+        self.accounting.entered_memory(record);
+        if !memory_only && self.config.disk_dir.is_some() {
+            self.accounting.written_to_disk(record);
+        }
+    }
+}
+
+/// The stored form of a new body: compressed when its type compresses and that saves 10%.
+fn encode_body(meta: &StoredMeta, body: Bytes) -> (Encoding, Bytes) {
+    let class = match meta.content_type().and_then(compressible_class) {
+        Some(class) if !meta.is_content_encoded() => class,
+        _ => return (Encoding::Identity, body),
+    };
+    let served = body.len();
+    let (encoding, stored) = match compress_if_worth_it(&body) {
+        Some(packed) => (Encoding::Brotli, packed),
+        None => (Encoding::Identity, body),
+    };
+    METRICS.compressed(class, served, stored.len());
+    (encoding, stored)
+}
+
+/// A stored response as a lookup finds it.
+struct Found {
+    entry: HybridCacheEntry<u128, Record>,
+    /// The body of an entry record (a whole record holds its own).
+    body: Option<HybridCacheEntry<u128, Record>>,
+}
+
+impl Found {
+    fn meta(&self) -> CacheMeta {
+        match self.entry.value() {
+            Record::Entry(entry) => entry.stored_meta().meta(),
+            Record::Whole(obj) => obj.meta(),
+            Record::Body(_) => unreachable!("a found response is an entry or a whole record"),
+        }
+    }
+
+    fn hit(&self) -> CompleteHit {
+        match (self.entry.value(), self.body.as_ref().map(|b| b.value())) {
+            (Record::Entry(_), Some(Record::Body(body))) => {
+                CompleteHit::new(body.encoding(), body.data().clone(), body.logical_len() as usize)
+            }
+            (Record::Whole(obj), _) => CompleteHit::new(Encoding::Identity, obj.body().clone(), obj.body().len()),
+            _ => unreachable!("an entry is found with its body"),
         }
     }
 }
@@ -261,7 +489,7 @@ impl Storage for FoyerStorage {
             METRICS.lookups.fill.inc();
             return Ok(Some((fill.meta(), Box::new(FillReader::new(fill)))));
         }
-        let Some((entry, tier)) = self.load(hash).await else {
+        let Some((found, tier)) = self.load(hash).await else {
             METRICS.lookups.miss.inc();
             return Ok(None);
         };
@@ -269,8 +497,7 @@ impl Storage for FoyerStorage {
             Tier::Memory => METRICS.lookups.memory.inc(),
             Tier::Disk => METRICS.lookups.disk.inc(),
         }
-        let obj = entry.value();
-        Ok(Some((obj.meta(), Box::new(CompleteHit::new(obj.body().clone())))))
+        Ok(Some((found.meta(), Box::new(found.hit()))))
     }
 
     async fn lookup_streaming_write(
@@ -308,6 +535,13 @@ impl Storage for FoyerStorage {
 
     async fn purge(&'static self, target: PurgeTarget<'_>, _: PurgeType, _: &SpanHandle) -> Result<PurgeOutcome> {
         let hash = key_hash(target.key());
+        if let Some(entry) = self.cache.memory().get(&hash)
+            && self.config.disk_dir.is_some()
+        {
+            // What the disk counts can still learn of the removal.
+            let logical = entry.value().logical_bytes() as i64;
+            self.accounting.disk_logical.fetch_sub(logical, Ordering::Relaxed);
+        }
         let had_fill = self.fills.remove(hash).is_some();
         let stored = self.cache.contains(&hash);
         let fence = self.fences.raise(hash);
@@ -327,10 +561,26 @@ impl Storage for FoyerStorage {
 
     async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _: &SpanHandle) -> Result<bool> {
         let hash = key_hash(key);
-        let Some((entry, _)) = self.load(hash).await else {
+        let Some((found, _)) = self.load(hash).await else {
             return Ok(false);
         };
-        self.insert(hash, entry.value().with_meta(meta)?);
+        match found.entry.value() {
+            Record::Entry(entry) => {
+                let updated = Record::Entry(entry.with_meta(meta)?);
+                let memory_only = entry.logical_len() as usize > self.config.max_disk_object_bytes()
+                    && self.config.disk_dir.is_some();
+                let properties = if memory_only {
+                    HybridCacheProperties::default().with_location(Location::InMem)
+                } else {
+                    HybridCacheProperties::default()
+                };
+                self.record_entering(&updated, memory_only);
+                self.cache.insert_with_properties(hash, updated, properties);
+            }
+            // A format-1 record is rewritten in the current format, body deduplicated.
+            Record::Whole(obj) => self.insert(hash, StoredObject::new(meta, obj.body().clone())?),
+            Record::Body(_) => return Ok(false),
+        }
         Ok(true)
     }
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use fresco_store::{FoyerStorage, StoreConfig};
+use fresco_store::{CompleteHit, FoyerStorage, StoreConfig};
 use pingora_cache::CacheMeta;
 use pingora_cache::key::CacheKey;
 use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
@@ -11,8 +11,12 @@ use pingora_cache::trace::Span;
 use pingora_http::ResponseHeader;
 
 fn meta() -> CacheMeta {
+    meta_of("image/png")
+}
+
+fn meta_of(content_type: &str) -> CacheMeta {
     let mut header = ResponseHeader::build(200, None).unwrap();
-    header.insert_header("content-type", "image/png").unwrap();
+    header.insert_header("content-type", content_type).unwrap();
     let now = SystemTime::now();
     CacheMeta::new(now + Duration::from_secs(600), now, 0, 0, header)
 }
@@ -22,8 +26,15 @@ fn key(path: &str) -> CacheKey {
 }
 
 async fn put(store: &'static FoyerStorage, path: &str, body: Bytes) {
+    put_typed(store, path, "image/png", body).await;
+}
+
+async fn put_typed(store: &'static FoyerStorage, path: &str, content_type: &str, body: Bytes) {
     let span = Span::inactive().handle();
-    let mut miss = store.get_miss_handler(&key(path), &meta(), &span).await.unwrap();
+    let mut miss = store
+        .get_miss_handler(&key(path), &meta_of(content_type), &span)
+        .await
+        .unwrap();
     miss.write_body(body, true).await.unwrap();
     miss.finish().await.unwrap();
 }
@@ -147,4 +158,127 @@ async fn purge_during_a_fill_keeps_the_fill_out_of_the_cache() {
         get(store, "/y.jpg").await.is_none(),
         "the fill that was purged must not be stored"
     );
+}
+
+#[tokio::test]
+async fn eighty_urls_over_twenty_bodies_store_twenty_bodies_in_memory_and_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(64 << 20)
+        .with_disk(dir.path(), 64 << 20)
+        .with_block_bytes(1 << 20);
+    const LEN: usize = 20_000;
+    {
+        let store = FoyerStorage::open(config.clone()).await.unwrap().leak();
+        for i in 0..80u8 {
+            put(store, &format!("/img/{i}.png"), body(i % 20, LEN)).await;
+        }
+        assert_eq!(store.dedup_hits(), 60, "sixty bodies were already stored");
+        let bytes = store.bytes();
+        assert_eq!(bytes.memory_logical, 80 * LEN as i64, "what the entries serve");
+        assert_eq!(bytes.memory_stored, 20 * LEN as i64, "twenty bodies held in memory");
+        assert_eq!(bytes.disk_stored, 20 * LEN as i64, "twenty bodies written to disk");
+        for i in 0..80u8 {
+            assert_eq!(get(store, &format!("/img/{i}.png")).await, Some(body(i % 20, LEN)));
+        }
+        store.close().await;
+    }
+    let store = FoyerStorage::open(config).await.unwrap().leak();
+    for i in (0..80u8).rev() {
+        assert_eq!(
+            get(store, &format!("/img/{i}.png")).await,
+            Some(body(i % 20, LEN)),
+            "every URL comes back from disk with its own bytes"
+        );
+    }
+    assert_eq!(store.integrity_failures(), 0);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn svg_is_stored_compressed_and_served_whole_or_as_stored() {
+    let store = FoyerStorage::open(StoreConfig::new(8 << 20)).await.unwrap().leak();
+    let svg: String = (0..300)
+        .map(|i| format!("<circle cx=\"{i}\" cy=\"{}\" r=\"4\" fill=\"#e9c46a\"/>", i % 40))
+        .collect();
+    let svg = Bytes::from(format!("<svg xmlns=\"http://www.w3.org/2000/svg\">{svg}</svg>"));
+    put_typed(store, "/logo.svg", "image/svg+xml", svg.clone()).await;
+    let bytes = store.bytes();
+    assert_eq!(bytes.memory_logical, svg.len() as i64);
+    assert!(
+        bytes.memory_stored * 10 < bytes.memory_logical * 9,
+        "stored compressed: {bytes:?}"
+    );
+    assert_eq!(
+        get(store, "/logo.svg").await,
+        Some(svg.clone()),
+        "decompressed for whoever asks"
+    );
+
+    let span = Span::inactive().handle();
+    let (_, mut hit) = store.lookup(&key("/logo.svg"), &span).await.unwrap().unwrap();
+    let complete = hit.as_any_mut().downcast_mut::<CompleteHit>().expect("a stored hit");
+    assert_eq!(complete.content_encoding(), Some("br"));
+    let sent = complete.send_encoded().unwrap();
+    let stored = hit.read_body().await.unwrap().unwrap();
+    assert_eq!(stored.len(), sent);
+    assert_eq!(fresco_store::compression::decompress(&stored).unwrap(), svg);
+
+    // A JPEG is never recompressed, however compressible its bytes.
+    put_typed(store, "/flat.jpg", "image/jpeg", Bytes::from(vec![b'a'; 50_000])).await;
+    let (_, mut hit) = store.lookup(&key("/flat.jpg"), &span).await.unwrap().unwrap();
+    let complete = hit.as_any_mut().downcast_mut::<CompleteHit>().unwrap();
+    assert_eq!(complete.content_encoding(), None);
+}
+
+#[tokio::test]
+async fn a_corrupted_disk_record_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(8 << 20)
+        .with_disk(dir.path(), 64 << 20)
+        .with_block_bytes(1 << 20);
+    let original = body(9, 40_000);
+    {
+        let store = FoyerStorage::open(config.clone()).await.unwrap().leak();
+        put(store, "/victim.png", original.clone()).await;
+        store.close().await;
+    }
+    // Flip one byte in the middle of the body, wherever foyer put it.
+    let needle = &original[20_000..20_064];
+    let mut flipped = 0;
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let path = file.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            bytes[at + 10] ^= 0x01;
+            std::fs::write(&path, bytes).unwrap();
+            flipped += 1;
+        }
+    }
+    assert_eq!(flipped, 1, "the body is on disk exactly once");
+    let store = FoyerStorage::open(config).await.unwrap().leak();
+    assert_eq!(get(store, "/victim.png").await, None, "a corrupted body is a miss");
+    assert_eq!(store.integrity_failures(), 1, "and is counted");
+    // The damaged record was dropped: the next fill stores and serves the body again.
+    put(store, "/victim.png", original.clone()).await;
+    assert_eq!(get(store, "/victim.png").await, Some(original));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_entry_whose_body_was_evicted_is_a_miss_never_another_body() {
+    // 1 MiB of memory: a shared body is pushed out by others; its entries stay smaller.
+    let store = FoyerStorage::open(StoreConfig::new(1 << 20)).await.unwrap().leak();
+    let shared = body(1, 100 << 10);
+    put(store, "/a.png", shared.clone()).await;
+    put(store, "/b.png", shared.clone()).await;
+    for i in 10..40u8 {
+        put(store, &format!("/other/{i}.png"), body(i, 100 << 10)).await;
+    }
+    for path in ["/a.png", "/b.png"] {
+        match get(store, path).await {
+            None => {}
+            Some(found) => assert_eq!(found, shared, "{path} is its own body or a miss"),
+        }
+    }
+    assert!(store.bytes().memory_stored <= 1 << 20, "{:?}", store.bytes());
 }
