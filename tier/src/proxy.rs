@@ -26,6 +26,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache_key::{cache_key, primary_key};
 use crate::config::{BrowserCache, NodeConfig, parse_origin};
+use crate::content_coding::HitCoding;
 use crate::errors::{FailureKind, send_json_error};
 use crate::feed::FeedHub;
 use crate::feed::index::UrlFacts;
@@ -91,6 +92,8 @@ pub struct RequestCtx {
     fenced: bool,
     /// Shield: the purge sequence the asking edge had applied (`X-Fresco-Min-Seq`).
     min_seq: u64,
+    /// How a hit's body is coded and sent.
+    coding: HitCoding,
 }
 
 /// The caching reverse proxy of an edge or a shield.
@@ -305,6 +308,7 @@ impl ProxyHttp for CacheProxy {
             upstream_applied: None,
             fenced: false,
             min_seq: 0,
+            coding: HitCoding::default(),
         }
     }
 
@@ -353,13 +357,14 @@ impl ProxyHttp for CacheProxy {
         &self,
         session: &mut Session,
         meta: &CacheMeta,
-        _hit: &mut HitHandler,
+        hit: &mut HitHandler,
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>>
     where
         Self::CTX: Send + Sync,
     {
+        ctx.coding = HitCoding::choose(hit, session.req_header());
         let Some(fresh) = &self.freshness else { return Ok(None) };
         let headers = meta.headers();
         let fill_seq = header_u64(headers, FILL_SEQ_HEADER).unwrap_or(0);
@@ -522,6 +527,8 @@ impl ProxyHttp for CacheProxy {
     where
         Self::CTX: Send + Sync,
     {
+        // What is stored must not depend on the client that missed; the store compresses.
+        req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         if ctx.upstream == Some("origin") {
             req.insert_header(http::header::HOST, &self.sites[ctx.site].origin_authority)?;
         } else if self.freshness.is_some() {
@@ -580,6 +587,18 @@ impl ProxyHttp for CacheProxy {
                 .headers
                 .get("x-fresco-node")
                 .is_some_and(|v| v == self.node_id.as_str());
+        if ctx.coding.stored.is_some()
+            && matches!(
+                session.cache.phase(),
+                CachePhase::Hit
+                    | CachePhase::Revalidated
+                    | CachePhase::RevalidatedNoCache(_)
+                    | CachePhase::Stale
+                    | CachePhase::StaleUpdating
+            )
+        {
+            ctx.coding.describe(resp)?;
+        }
         if !stored_as_hit {
             resp.insert_header("x-cache", label)?;
             resp.insert_header("x-fresco-node", &self.node_id)?;
