@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clap::Parser;
@@ -92,6 +93,33 @@ fn start_subscriber(
         .expect("spawning the purge subscriber");
 }
 
+/// The longest a starting node waits to catch up with the purge log before it listens.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until the node holds a lease — it has applied every purge up to the log's head,
+/// including those made while it was down — before it opens its listeners, so that a warm
+/// restart serves its disk cache as hits at once instead of revalidating every mutable object
+/// while fenced. After [`CATCH_UP_WAIT`] (purge-api unreachable) it starts fenced: still
+/// safe, every mutable hit is confirmed upstream first.
+fn catch_up_before_serving(fresh: &Freshness) {
+    let started = Instant::now();
+    while !fresh.is_leased() && started.elapsed() < CATCH_UP_WAIT {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if fresh.is_leased() {
+        tracing::info!(
+            applied = fresh.applied(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "caught up with the purge log"
+        );
+    } else {
+        tracing::warn!(
+            applied = fresh.applied(),
+            "no purge lease within {CATCH_UP_WAIT:?}: serving fenced (mutable hits are confirmed upstream)"
+        );
+    }
+}
+
 /// Raises the soft limit of open files to the hard limit: every feed client holds a
 /// connection, and the usual soft limit of 1024 would refuse the thousand-and-first.
 fn raise_open_files_limit() {
@@ -155,6 +183,7 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     };
     if let (Some(fresh), Some(section)) = (&freshness, &config.freshness) {
         start_subscriber(fresh.clone(), feed.clone(), section, &config, role);
+        catch_up_before_serving(fresh);
     }
     raise_open_files_limit();
     let proxy = match CacheProxy::new(role, &config, store, freshness.clone(), feed.clone()) {
