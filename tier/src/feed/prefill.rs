@@ -12,6 +12,7 @@ use std::time::Duration;
 use fresco_protocol::{LogLine, PurgeRecord};
 
 use super::FeedHub;
+use crate::freshness::log_stream::LogStream;
 
 /// Reads the `history` purges ending at the hub's start position from `purge_api` and puts them
 /// in front of the history. Gives up (leaving the history as it is) after a few failures.
@@ -55,30 +56,11 @@ async fn read_log(
     from: u64,
     until: u64,
 ) -> Result<Vec<PurgeRecord>, String> {
-    let url = format!("{}/v1/log?from={from}", purge_api.trim_end_matches('/'));
-    let mut resp = http
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("purge-api answered {}", resp.status()));
-    }
+    let mut stream = LogStream::open(http, purge_api, token, from).await?;
     let mut records = Vec::new();
-    let mut buffer: Vec<u8> = Vec::new();
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(3), resp.chunk())
-        .await
-        .map_err(|_| "the log stream went silent".to_string())?
-        .map_err(|e| e.to_string())?
-    {
-        buffer.extend_from_slice(&chunk);
-        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            if line.len() <= 1 {
-                continue;
-            }
-            match serde_json::from_slice::<LogLine>(&line).map_err(|e| format!("bad log line: {e}"))? {
+    while let Some(lines) = stream.next_lines(Duration::from_secs(3)).await? {
+        for line in lines {
+            match line {
                 LogLine::Purge(record) if record.seq <= until => {
                     let done = record.seq == until;
                     records.push(record);

@@ -9,6 +9,7 @@
 //! that crashes and restarts knows every purge it acknowledged, and catches up on the rest
 //! before it holds a lease again.
 
+pub mod log_stream;
 pub mod rules;
 pub mod subscriber;
 

@@ -7,6 +7,7 @@ use fresco_protocol::{AckRequest, LeaseRequest, LeaseResponse, LogLine, PurgeRec
 use tokio::sync::Notify;
 
 use super::Freshness;
+use super::log_stream::LogStream;
 use crate::metrics::METRICS;
 
 /// Where a node finds purge-api and who it is there.
@@ -74,31 +75,12 @@ impl Subscriber {
     /// Streams the log from the next unapplied sequence until the stream ends or fails.
     async fn stream_once(self: &Arc<Self>) -> Result<(), String> {
         let from = self.fresh.applied() + 1;
-        let mut resp = self
-            .http
-            .get(self.url(&format!("/v1/log?from={from}")))
-            .bearer_auth(&self.config.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("purge-api answered {}", resp.status()));
-        }
-        let mut buffer: Vec<u8> = Vec::new();
+        let mut stream = LogStream::open(&self.http, &self.config.purge_api, &self.config.token, from).await?;
         // A heartbeat comes every second; silence for three means the stream is dead.
-        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(3), resp.chunk())
-            .await
-            .map_err(|_| "no heartbeat for 3 s".to_string())?
-            .map_err(|e| e.to_string())?
-        {
-            buffer.extend_from_slice(&chunk);
-            let Some(end) = buffer.iter().rposition(|b| *b == b'\n') else {
-                continue;
-            };
-            let complete: Vec<u8> = buffer.drain(..=end).collect();
+        while let Some(lines) = stream.next_lines(Duration::from_secs(3)).await? {
             let mut batch: Vec<PurgeRecord> = Vec::new();
-            for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                match serde_json::from_slice::<LogLine>(line).map_err(|e| format!("bad log line: {e}"))? {
+            for line in lines {
+                match line {
                     LogLine::Purge(record) => batch.push(record),
                     LogLine::Reset { next } => {
                         self.apply(&std::mem::take(&mut batch)).await?;
