@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test lint bench bench-purge bench-live bench-feed clean setup
+.PHONY: run build test lint bench bench-purge bench-live bench-feed bench-store clean setup
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +39,10 @@ bench-live: build
 	@scripts/setup.sh test
 	target/release/swap-bench
 	python3 loadtest/plot_swap.py docs/bench/swap-latency.csv docs/bench/swap-latency.png
+
+bench-store: build
+	target/release/store-bench
+	python3 loadtest/plot_store.py docs/bench/store docs/bench/store.png
 
 clean:
 	rm -rf $(STATE)

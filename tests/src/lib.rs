@@ -5,7 +5,9 @@
 //! (`make test` builds them first).
 
 pub mod browser;
+pub mod corpus;
 pub mod feed;
+pub mod metrics;
 pub mod netns;
 pub mod origin;
 
@@ -175,6 +177,32 @@ pub fn signal_node(node: &NodeInfo, signal: Signal) {
     kill(Pid::from_raw(node.pid as i32), signal).expect("the node process exists");
 }
 
+/// Sends `signal` (SIGKILL or SIGTERM) to a node's process and waits until it has exited, so
+/// that a node started next on the same configuration finds its ports and disk cache free
+/// (a node stops listening before it has flushed its store).
+pub fn stop_node(node: &NodeInfo, signal: Signal) {
+    signal_node(node, signal);
+    let started = std::time::Instant::now();
+    while process_is_running(node.pid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} did not exit after {signal}",
+            node.id
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether process `pid` exists and has not exited (devcluster reaps its children only when it
+/// stops, so a dead node stays a zombie until then).
+fn process_is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
 impl Cluster {
     /// Sends `n` GETs for `path` at once, alternating over the edges, and collects each
     /// outcome: status and whole body, or the error (a cut connection fails the body read).
@@ -247,6 +275,23 @@ impl Cluster {
     /// with the purge log and leased). The new process is not stopped with the cluster: the
     /// caller kills it (see [`NodeProcess`]).
     pub fn restart_node(&self, node: &NodeInfo) -> NodeProcess {
+        let process = self.spawn_node(node);
+        let ready = format!("{}/readyz", node.admin);
+        let started = std::time::Instant::now();
+        while !answers_200(&ready) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} did not become ready",
+                node.id
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        process
+    }
+
+    /// Starts a stopped node again on its configuration file (which the caller may have
+    /// edited), without waiting for it: for callers that time its recovery themselves.
+    pub fn spawn_node(&self, node: &NodeInfo) -> NodeProcess {
         let binary = if node.id.starts_with("edge") {
             "fresco-edge"
         } else {
@@ -259,17 +304,12 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("the node starts");
-        let ready = format!("{}/readyz", node.admin);
-        let started = std::time::Instant::now();
-        while !answers_200(&ready) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "{} did not become ready",
-                node.id
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         NodeProcess(child)
+    }
+
+    /// The state dir the cluster runs in (configurations in `conf/`, caches in `cache/`).
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
     }
 }
 

@@ -1,0 +1,81 @@
+//! Requests through a node, and a pool of workers that sends many.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// What one GET got.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    /// The node answered 200 with a whole body.
+    pub ok: bool,
+    /// `X-Cache: HIT`.
+    pub hit: bool,
+    /// From sending to the last byte of the body.
+    pub latency_ms: f64,
+}
+
+/// GETs `url` and reads the whole body.
+pub async fn get(http: &reqwest::Client, url: &str) -> Outcome {
+    let started = Instant::now();
+    let (ok, hit) = match http.get(url).send().await {
+        Ok(resp) => {
+            let hit = resp.headers().get("x-cache").is_some_and(|v| v == "HIT");
+            let ok = resp.status() == 200 && resp.bytes().await.is_ok();
+            (ok, hit)
+        }
+        Err(_) => (false, false),
+    };
+    Outcome {
+        ok,
+        hit: ok && hit,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+/// When a pool of workers stops taking jobs.
+#[derive(Clone, Copy)]
+pub enum Until {
+    /// After jobs `0..n`.
+    Jobs(usize),
+    /// At this instant (jobs are numbered on without end).
+    Deadline(Instant),
+}
+
+/// Runs `job(0)`, `job(1)`, … on `concurrency` workers, each taking the next number when its
+/// last job is done (a closed loop: the node's speed sets the rate).
+pub async fn run_pool<F, Fut>(concurrency: usize, until: Until, job: F)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let job = Arc::new(job);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (next, job) = (next.clone(), job.clone());
+        workers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let more = match until {
+                    Until::Jobs(n) => i < n,
+                    Until::Deadline(at) => Instant::now() < at,
+                };
+                if !more {
+                    break;
+                }
+                job(i).await;
+            }
+        });
+    }
+    workers.join_all().await;
+}
+
+/// The `p` quantile (0–1) of sorted `values`; 0 when there are none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
