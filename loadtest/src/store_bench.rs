@@ -272,6 +272,19 @@ async fn warm_restart(cli: &Cli, summary: &mut Summary) {
         on_disk / 1e9
     );
     summary.add("restart_disk_bytes_before_kill", on_disk);
+    // foyer drops a disk write, rather than wait, when its queues are full: such an object is
+    // served from memory but is not on disk, and a kill -9 loses it.
+    let dropped = [
+        ("foyer_storage_inner_op_total", "buffer_overflow"),
+        ("foyer_storage_inner_op_total", "channel_overflow"),
+        ("foyer_storage_block_engine_op_total", "enqueue_skip"),
+    ]
+    .map(|(name, op)| format!("{op} {}", scrape.value_or_zero(name, &[("op", op)])));
+    eprintln!(
+        "    foyer disk writes: {} enqueued; dropped: {}",
+        scrape.value_or_zero("foyer_storage_op_total", &[("op", "enqueue")]),
+        dropped.join(", ")
+    );
 
     let trace = restart::zipf_trace(paths.len(), cli.zipf, cli.seed, 4_000_000);
     let hot_url = format!("{}{}", edge.url, paths[trace.hottest]);
@@ -283,6 +296,7 @@ async fn warm_restart(cli: &Cli, summary: &mut Summary) {
         cli.trace_secs
     );
     let lookups_at_start = latency::store_lookups(&edge).await;
+    let origin_at_start = origin.requests();
     let before = restart::replay(
         &http,
         &edge.url,
@@ -294,6 +308,8 @@ async fn warm_restart(cli: &Cli, summary: &mut Summary) {
     )
     .await;
     let lookups_at_end = latency::store_lookups(&edge).await;
+    let origin_before = origin.requests() - origin_at_start;
+    let origin_after_kill = origin.requests();
     drop(edge_process); // SIGKILL, and reaped
     let spawned = Instant::now();
     let _edge_process = cluster.spawn_node(&edge);
@@ -307,6 +323,20 @@ async fn warm_restart(cli: &Cli, summary: &mut Summary) {
         .value("fresco_store_recovery_seconds", &[]);
     // The restarted process counts from zero.
     let lookups_after = latency::store_lookups(&edge).await;
+    let restarted = Scrape::of(&edge.admin).await;
+    let lost = [
+        "fresco_store_dangling_entries_total",
+        "fresco_store_integrity_failures_total",
+        "fresco_store_lookups_total",
+    ]
+    .map(|name| {
+        let labels: &[(&str, &str)] = if name == "fresco_store_lookups_total" {
+            &[("result", "miss")]
+        } else {
+            &[]
+        };
+        format!("{name} {}", restarted.value_or_zero(name, labels))
+    });
     let lookups_before = (
         lookups_at_end.0 - lookups_at_start.0,
         lookups_at_end.1 - lookups_at_start.1,
@@ -338,6 +368,17 @@ async fn warm_restart(cli: &Cli, summary: &mut Summary) {
         totals_after.0,
         totals_after.2
     );
+    for (phase, seconds) in [("before", &before), ("after", &after)] {
+        let (by_status, first) = restart::not_hits(seconds);
+        if !by_status.is_empty() {
+            println!("  not hits {phase}: {by_status:?}; first: {}", first.join(", "));
+        }
+    }
+    println!(
+        "  origin requests during the replays: {origin_before} before, {} after",
+        origin.requests() - origin_after_kill
+    );
+    println!("  the restarted edge's store: {}", lost.join(", "));
     println!(
         "  hits found on disk (the rest in memory): {:.1} % before, {:.1} % after",
         disk_share(lookups_before) * 100.0,

@@ -118,3 +118,42 @@ async fn devcluster_restarted_on_its_state_dir_brings_every_node_back_warm() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_killed_after_a_burst_of_fills_keeps_every_object_it_had_written() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(1, 0).start();
+    let edge = cluster.info.edges[0].clone();
+    // 120 MB: more than the memory tier (64 MiB), less than the disk tier (256 MiB), written
+    // by concurrent fills as a busy edge's are.
+    let paths: Vec<String> = (0..6000).map(|i| format!("/img/burst-{i}.jpg")).collect();
+    let mut fills = tokio::task::JoinSet::new();
+    for lane in 0..8 {
+        let (edge, paths) = (edge.clone(), paths.clone());
+        fills.spawn(async move {
+            for path in paths.iter().skip(lane).step_by(8) {
+                fetch(&edge, path).await;
+            }
+        });
+    }
+    fills.join_all().await;
+    wait_for_disk_writes(&edge.admin, BODY_BYTES * paths.len() as u64, Duration::from_secs(30)).await;
+
+    tokio::task::block_in_place(|| stop_node(&edge, Signal::SIGKILL));
+    let _restarted = tokio::task::block_in_place(|| cluster.restart_node(&edge));
+    let mut lost = Vec::new();
+    for path in &paths {
+        let (cache, _, body) = fetch(&edge, path).await;
+        assert_eq!(body, body_of(path));
+        if cache != "HIT" {
+            lost.push(path.as_str());
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} objects written before the kill were not recovered, e.g. {:?}",
+        lost.len(),
+        paths.len(),
+        &lost[..lost.len().min(8)]
+    );
+}

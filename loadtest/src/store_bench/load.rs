@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// What one GET got.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Outcome {
     /// The node answered 200 with a whole body.
     pub ok: bool,
     /// `X-Cache: HIT`.
     pub hit: bool,
+    /// The `X-Cache` header, empty when absent or when nothing was answered.
+    pub x_cache: String,
     /// From sending to the last byte of the body.
     pub latency_ms: f64,
 }
@@ -19,17 +21,22 @@ pub struct Outcome {
 /// GETs `url` and reads the whole body.
 pub async fn get(http: &reqwest::Client, url: &str) -> Outcome {
     let started = Instant::now();
-    let (ok, hit) = match http.get(url).send().await {
+    let (ok, x_cache) = match http.get(url).send().await {
         Ok(resp) => {
-            let hit = resp.headers().get("x-cache").is_some_and(|v| v == "HIT");
-            let ok = resp.status() == 200 && resp.bytes().await.is_ok();
-            (ok, hit)
+            let x_cache = resp
+                .headers()
+                .get("x-cache")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (resp.status() == 200 && resp.bytes().await.is_ok(), x_cache)
         }
-        Err(_) => (false, false),
+        Err(_) => (false, String::new()),
     };
     Outcome {
         ok,
-        hit: ok && hit,
+        hit: ok && x_cache == "HIT",
+        x_cache,
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
 }

@@ -56,6 +56,8 @@ pub struct Second {
     pub errors: usize,
     /// Latencies of the answered requests.
     pub latencies_ms: Vec<f64>,
+    /// The answered requests that were not hits: path and `X-Cache`.
+    pub not_hits: Vec<(String, String)>,
 }
 
 /// Replays `trace` from its start against `base` + `paths[trace[i]]` on `concurrency` workers
@@ -73,10 +75,10 @@ pub async fn replay(
     let job = {
         let (http, base, seconds) = (http.clone(), base.to_string(), seconds.clone());
         move |i: usize| {
-            let url = format!("{base}{}", paths[trace[i % trace.len()]]);
-            let (http, seconds) = (http.clone(), seconds.clone());
+            let path = paths[trace[i % trace.len()]].clone();
+            let (http, seconds, base) = (http.clone(), seconds.clone(), base.clone());
             async move {
-                let outcome = get(&http, &url).await;
+                let outcome = get(&http, &format!("{base}{path}")).await;
                 let at = (start.elapsed().as_secs() as usize).min(duration.as_secs() as usize);
                 {
                     let mut seconds = seconds.lock().unwrap();
@@ -85,6 +87,9 @@ pub async fn replay(
                         second.answered += 1;
                         second.hits += usize::from(outcome.hit);
                         second.latencies_ms.push(outcome.latency_ms);
+                        if !outcome.hit {
+                            second.not_hits.push((path, outcome.x_cache));
+                        }
                     } else {
                         second.errors += 1;
                     }
@@ -100,6 +105,22 @@ pub async fn replay(
     let mut seconds = std::mem::take(&mut *seconds.lock().unwrap());
     seconds.truncate(duration.as_secs() as usize);
     seconds
+}
+
+/// The answered requests of a replay that were not hits, counted by `X-Cache`, and the
+/// first few of them (second, path, `X-Cache`) to look into.
+pub fn not_hits(seconds: &[Second]) -> (std::collections::BTreeMap<String, usize>, Vec<String>) {
+    let mut by_status = std::collections::BTreeMap::new();
+    let mut first = Vec::new();
+    for (at, second) in seconds.iter().enumerate() {
+        for (path, x_cache) in &second.not_hits {
+            *by_status.entry(x_cache.clone()).or_insert(0) += 1;
+            if first.len() < 10 {
+                first.push(format!("{at} s: {path} {x_cache}"));
+            }
+        }
+    }
+    (by_status, first)
 }
 
 /// Totals of a replay: (answered, hits, errors).
