@@ -126,6 +126,13 @@ impl StoreConfig {
         self.block_bytes.saturating_sub(64 << 10)
     }
 
+    /// Memory for disk writes in flight: two blocks, and at least 64 MiB (a thirty-second of the
+    /// disk at most) so that a burst of fills is written rather than dropped.
+    pub fn disk_write_buffer_bytes(&self) -> usize {
+        let burst = (64usize << 20).min(self.disk_bytes / 32);
+        (2 * self.block_bytes).max(burst)
+    }
+
     /// Shards of the memory tier. Each shard evicts on its own within an equal share of the
     /// capacity, so small caches get few shards: a shard must hold several of the largest
     /// objects.
