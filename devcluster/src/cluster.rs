@@ -101,7 +101,7 @@ fn node_config(
          cache:\n  memory: 64MiB\n  disk: 256MiB\n  dir: {cache}\n  block: 4MiB\n\
          shields: [{shields}]\n\
          freshness:\n  purge_api: {purge_api}\n  token: {token}\n  state_dir: {fresh}\n\
-         sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign, fresco]\n",
+         sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign]\n",
         cache = state.cache(id).display(),
         shields = shields.join(", "),
         purge_api = common.purge_api,

@@ -317,6 +317,13 @@ async fn browsers_revalidate_mutable_images_keep_versioned_ones_and_get_live_js(
         assert_eq!(header(&resp, "x-cache"), expected);
         assert_eq!(header(&resp, "cache-control"), "no-cache");
     }
+    // live.js's cache-busting variant (pages of another origin) is the object the edge holds.
+    let resp = http
+        .get(cluster.edge_url(0, "/mut/browser.png?fresco=123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&resp, "x-cache"), "HIT");
     for path in ["/immutable/a.jpg", "/img/v/3/a.jpg"] {
         let resp = http.get(cluster.edge_url(0, path)).send().await.unwrap();
         assert_eq!(

@@ -41,6 +41,11 @@ pub enum ConfigError {
     },
 }
 
+/// The query parameter live.js adds to an image URL to get past a browser's cache on a page of
+/// another origin (docs/live.md). Every site leaves it out of its cache keys, so the variant is
+/// the object the edge already holds.
+pub const LIVE_JS_QUERY_PARAMETER: &str = "fresco";
+
 /// A size in bytes, written as an integer or with a unit: `512KiB`, `256MiB`, `2GiB`, `1GB`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
@@ -281,6 +286,16 @@ impl NodeConfig {
 
     /// Parses and validates configuration text; `path` is only used in messages.
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let mut config = Self::parse_as_written(text, path)?;
+        for site in &mut config.sites {
+            if !site.ignore_query.iter().any(|p| p == LIVE_JS_QUERY_PARAMETER) {
+                site.ignore_query.push(LIVE_JS_QUERY_PARAMETER.to_string());
+            }
+        }
+        Ok(config)
+    }
+
+    fn parse_as_written(text: &str, path: &str) -> Result<Self, ConfigError> {
         // serde_yaml alone reports the innermost *mapping* (`cache`); the path tracker names
         // the field itself (`cache.memory`).
         let config: Self = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| {
@@ -425,6 +440,13 @@ sites:
         assert_eq!(c.cache.disk, ByteSize(1 << 30));
         assert_eq!(c.deadline_ms, 5000);
         assert_eq!(c.cache.eviction, "sieve");
+        assert_eq!(
+            c.sites[0].ignore_query,
+            ["fresco"],
+            "live.js's parameter is never part of a key"
+        );
+        assert_eq!(c.sites[0].browser_cache, BrowserCache::Revalidate);
+        assert_eq!(c.feed.max_subscriptions, 256);
     }
 
     fn error_of(text: &str) -> String {
