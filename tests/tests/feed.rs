@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use fresco_e2e::feed::{Feed, Message};
+use fresco_e2e::metrics::Scrape;
 use fresco_e2e::origin::{TestOrigin, versioned_body};
 use fresco_e2e::{Cluster, Signal, client, header, signal_node};
 use serde_json::json;
@@ -351,4 +352,47 @@ async fn browsers_revalidate_mutable_images_keep_versioned_ones_and_get_live_js(
         .await
         .unwrap();
     assert_eq!(resp.status(), 304);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_leaving_their_feeds_are_not_errors_and_free_their_places() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(1, 1).start();
+    let edge = cluster.info.edges[0].url.trim_start_matches("http://").to_string();
+    let mut feeds = Vec::new();
+    for _ in 0..5 {
+        let mut stream = tokio::net::TcpStream::connect(&edge).await.unwrap();
+        let request = format!("GET /_fresco/events?url=/mut/leave.png HTTP/1.1\r\nHost: {edge}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("event: hello") {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the feed stays open");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        feeds.push(stream);
+    }
+    let admin = &cluster.info.edges[0].admin;
+    assert_eq!(Scrape::of(admin).await.value("fresco_feed_connections", &[]), Some(5.0));
+    // Leave abruptly, as a closed laptop or a killed tab does: the connection is reset.
+    for stream in feeds {
+        stream.set_zero_linger().unwrap();
+        drop(stream);
+    }
+    purge_url(&cluster, "/mut/leave.png").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while Scrape::of(admin).await.value("fresco_feed_connections", &[]) != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feeds' places were given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let errors = Scrape::of(admin)
+        .await
+        .value("fresco_errors_total", &[("kind", "internal")]);
+    assert_eq!(errors, Some(0.0), "a client that leaves is not an error of the edge");
 }

@@ -68,34 +68,43 @@ pub async fn serve_events(hub: &Arc<FeedHub>, store: &'static FoyerStorage, sess
         Some(id) => catch_up(hub, &subscription, id, &mut out),
     };
     sse::hello(&mut out, cursor, hub.node_id());
-    send(session, out).await?;
+    if !send(session, out).await {
+        return Ok(());
+    }
 
     let heartbeat = Duration::from_secs(hub.limits().heartbeat_secs);
     loop {
         let wake = tokio::select! {
-            moved = heads.changed() => if moved.is_ok() { Wake::Purges } else { Wake::Stop },
+            moved = heads.changed() => if moved.is_ok() { Wake::Purges } else { Wake::Closing },
             _ = tokio::time::sleep(heartbeat) => Wake::Heartbeat,
-            _ = closing.wait_for(|c| *c) => Wake::Stop,
+            _ = closing.wait_for(|c| *c) => Wake::Closing,
             // The client closed the connection (or sent bytes it should not have).
-            _ = session.as_downstream_mut().read_body_or_idle(true) => Wake::Stop,
+            _ = session.as_downstream_mut().read_body_or_idle(true) => Wake::ClientGone,
         };
         let mut out = Vec::new();
         match wake {
-            Wake::Stop => break,
+            // A feed ends when its client leaves: that is no error, and there is no one to tell.
+            Wake::ClientGone => return Ok(()),
+            Wake::Closing => break,
             Wake::Heartbeat => sse::keepalive(&mut out, cursor),
             Wake::Purges => cursor = catch_up(hub, &subscription, cursor, &mut out),
         }
-        if !out.is_empty() {
-            send(session, out).await?;
+        if !out.is_empty() && !send(session, out).await {
+            return Ok(());
         }
     }
-    session.write_response_body(None, true).await
+    // The edge is stopping: end the stream cleanly; the client reconnects elsewhere by id.
+    if let Err(e) = session.write_response_body(None, true).await {
+        tracing::debug!(error = %e, "feed client gone before the end of its stream");
+    }
+    Ok(())
 }
 
 enum Wake {
     Purges,
     Heartbeat,
-    Stop,
+    Closing,
+    ClientGone,
 }
 
 /// Appends the events of every purge after `cursor` (or a `reset`); returns the new cursor.
@@ -119,16 +128,23 @@ fn catch_up(hub: &FeedHub, subscription: &Subscription, cursor: u64, out: &mut V
     }
 }
 
-async fn send(session: &mut Session, out: Vec<u8>) -> Result<()> {
+/// Writes events; `false` when the client is gone or stopped reading (the feed then ends
+/// quietly: the client resumes by id, possibly on another edge).
+async fn send(session: &mut Session, out: Vec<u8>) -> bool {
     match tokio::time::timeout(
         WRITE_TIMEOUT,
         session.write_response_body(Some(Bytes::from(out)), false),
     )
     .await
     {
-        Ok(written) => written,
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "feed client gone");
+            false
+        }
         Err(_) => {
-            pingora_error::Error::e_explain(pingora_error::ErrorType::WriteTimedout, "feed client stopped reading")
+            tracing::debug!("feed client stopped reading for {WRITE_TIMEOUT:?}: dropped");
+            false
         }
     }
 }
