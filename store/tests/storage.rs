@@ -290,8 +290,10 @@ async fn an_entry_whose_body_was_evicted_is_a_miss_never_another_body() {
 async fn objects_filled_concurrently_all_come_back_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let registry = prometheus::Registry::new();
+    // 2 GiB of disk gives foyer 64 MiB of write buffers: the whole burst (about 7 MB) fits, so
+    // nothing may be dropped however slowly a loaded machine flushes it.
     let config = StoreConfig::new(256 << 20)
-        .with_disk(dir.path(), 256 << 20)
+        .with_disk(dir.path(), 2 << 30)
         .with_block_bytes(1 << 20);
     const PER_TASK: usize = 400;
     const TASKS: usize = 8;
