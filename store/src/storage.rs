@@ -71,6 +71,8 @@ pub struct FoyerStorage {
     cache: HybridCache<u128, Record>,
     /// Serializes writes to foyer (see [`FoyerStorage::put_record`]).
     disk_order: Mutex<()>,
+    /// Set by [`FoyerStorage::close`]: background checks stop.
+    closed: std::sync::atomic::AtomicBool,
     accounting: Arc<Accounting>,
     fills: FillTable,
     fences: PurgeFences,
@@ -258,6 +260,7 @@ impl FoyerStorage {
         Ok(Self {
             cache,
             disk_order: Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             accounting,
             fills: FillTable::default(),
             fences: PurgeFences::default(),
@@ -277,6 +280,7 @@ impl FoyerStorage {
 
     /// Flushes queued disk writes and stops foyer's background work.
     pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         if let Err(e) = self.cache.close().await {
             tracing::error!(error = %e, "closing the cache store");
         }
@@ -572,7 +576,29 @@ impl Storage for FoyerStorage {
         self.drop_record(&hash);
         let storage = self.cache.storage().clone();
         self.cache.storage().spawner().spawn(async move {
-            storage.wait().await;
+            // foyer's remove misses a record still on its way to disk, and the record can land
+            // after it; once the writer has caught up, remove whatever of the purged record
+            // is still there, until nothing is. Only then may lookups go without the fence.
+            // foyer's `wait` can return before such a record is visible again, so the fence
+            // holds until three checks in a row, 50 ms apart, find nothing of it (at most 2 s).
+            let mut clean = 0;
+            for _ in 0..40 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                if self.closed.load(Ordering::Acquire) {
+                    break;
+                }
+                storage.wait().await;
+                match self.load_record(hash).await {
+                    Some((entry, _)) if entry.value().created().is_some_and(|created| created <= fence) => {
+                        self.drop_record(&hash);
+                        clean = 0;
+                    }
+                    _ => clean += 1,
+                }
+                if clean >= 3 {
+                    break;
+                }
+            }
             self.fences.lower(hash, fence);
         });
         if had_fill || stored {

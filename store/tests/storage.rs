@@ -1,60 +1,12 @@
 //! The store through pingora's `Storage` interface, on a real disk directory.
 
-use std::time::{Duration, SystemTime};
+mod through_storage;
 
 use bytes::Bytes;
 use fresco_store::{CompleteHit, FoyerStorage, StoreConfig};
-use pingora_cache::CacheMeta;
-use pingora_cache::key::CacheKey;
 use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
 use pingora_cache::trace::Span;
-use pingora_http::ResponseHeader;
-
-fn meta() -> CacheMeta {
-    meta_of("image/png")
-}
-
-fn meta_of(content_type: &str) -> CacheMeta {
-    let mut header = ResponseHeader::build(200, None).unwrap();
-    header.insert_header("content-type", content_type).unwrap();
-    let now = SystemTime::now();
-    CacheMeta::new(now + Duration::from_secs(600), now, 0, 0, header)
-}
-
-fn key(path: &str) -> CacheKey {
-    CacheKey::new(path.to_string(), "")
-}
-
-async fn put(store: &'static FoyerStorage, path: &str, body: Bytes) {
-    put_typed(store, path, "image/png", body).await;
-}
-
-async fn put_typed(store: &'static FoyerStorage, path: &str, content_type: &str, body: Bytes) {
-    let span = Span::inactive().handle();
-    let mut miss = store
-        .get_miss_handler(&key(path), &meta_of(content_type), &span)
-        .await
-        .unwrap();
-    miss.write_body(body, true).await.unwrap();
-    miss.finish().await.unwrap();
-}
-
-async fn get(store: &'static FoyerStorage, path: &str) -> Option<Bytes> {
-    let span = Span::inactive().handle();
-    let (_, mut hit) = store.lookup(&key(path), &span).await.unwrap()?;
-    let mut body = Vec::new();
-    while let Some(chunk) = hit.read_body().await.unwrap() {
-        body.extend_from_slice(&chunk);
-    }
-    Some(body.into())
-}
-
-fn body(seed: u8, len: usize) -> Bytes {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect::<Vec<_>>()
-        .into()
-}
+use through_storage::{body, get, key, meta, put, put_typed};
 
 #[tokio::test]
 async fn memory_tier_is_weighed_in_bytes() {
@@ -281,69 +233,4 @@ async fn an_entry_whose_body_was_evicted_is_a_miss_never_another_body() {
         }
     }
     assert!(store.bytes().memory_stored <= 1 << 20, "{:?}", store.bytes());
-}
-
-/// A burst of fills from several threads must all be on disk after a clean stop: foyer drops
-/// writes its buffers cannot take (this lost up to 89% with buffers of two blocks), and its
-/// recovery stops reading a block at the first record numbered lower than the one before.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn objects_filled_concurrently_all_come_back_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = prometheus::Registry::new();
-    // 2 GiB of disk gives foyer 64 MiB of write buffers: the whole burst (about 7 MB) fits, so
-    // nothing may be dropped however slowly a loaded machine flushes it.
-    let config = StoreConfig::new(256 << 20)
-        .with_disk(dir.path(), 2 << 30)
-        .with_block_bytes(1 << 20);
-    const PER_TASK: usize = 400;
-    const TASKS: usize = 8;
-    {
-        let store = FoyerStorage::open(config.clone().with_metrics_registry(registry.clone()))
-            .await
-            .unwrap()
-            .leak();
-        let mut tasks = tokio::task::JoinSet::new();
-        for t in 0..TASKS {
-            tasks.spawn(async move {
-                for i in 0..PER_TASK {
-                    put(
-                        store,
-                        &format!("/c/{t}/{i}.jpg"),
-                        body((t * PER_TASK + i) as u8, 2_000 + i),
-                    )
-                    .await;
-                }
-            });
-        }
-        tasks.join_all().await;
-        store.close().await;
-    }
-    let store = FoyerStorage::open(config).await.unwrap().leak();
-    let mut lost = Vec::new();
-    for t in 0..TASKS {
-        for i in 0..PER_TASK {
-            let path = format!("/c/{t}/{i}.jpg");
-            match get(store, &path).await {
-                Some(found) => assert_eq!(found, body((t * PER_TASK + i) as u8, 2_000 + i), "{path}"),
-                None => lost.push(path),
-            }
-        }
-    }
-    // What foyer did not write because its buffers were full would be lost too.
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap();
-    let dropped: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("overflow") && !l.starts_with('#') && !l.ends_with(" 0"))
-        .collect();
-    assert!(dropped.is_empty(), "foyer dropped writes: {dropped:?}");
-    assert!(
-        lost.is_empty(),
-        "{} of {} objects lost across a restart: {:?}…",
-        lost.len(),
-        TASKS * PER_TASK,
-        &lost[..lost.len().min(5)]
-    );
-    store.close().await;
 }
