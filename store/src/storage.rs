@@ -369,33 +369,12 @@ impl FoyerStorage {
             return Some((Found { entry, body: None }, tier));
         };
         let key = body_key(record.digest());
-        // A body that foyer's index holds but that does not load failed foyer's checksum.
-        let indexed = self.cache.contains(&key);
-        let body = match self.load_record(key).await {
-            Some((body, body_tier)) => match body.value() {
-                Record::Body(b) if b.digest() == record.digest() => {
-                    if matches!(body_tier, Tier::Disk) && !b.is_intact() {
-                        self.accounting.integrity_failure();
-                        tracing::warn!(key = %format!("{key:032x}"), "a body read from disk failed its digest: dropped");
-                        None
-                    } else {
-                        Some(body)
-                    }
-                }
-                _ => None,
-            },
-            None => None,
+        // The hot path: the body in memory, trusted as it is.
+        let body = match self.cache.memory().get(&key) {
+            Some(body) if matches!(body.value(), Record::Body(b) if b.digest() == record.digest()) => Some(body),
+            _ => self.load_body_from_disk(key, record.digest()).await,
         };
         let Some(body) = body else {
-            // (A body evicted from disk between the two looks is counted too; the window is
-            // a lookup's length.)
-            if indexed {
-                self.accounting.integrity_failure();
-                tracing::warn!(key = %format!("{key:032x}"), "a body on disk did not read back: dropped");
-            } else {
-                METRICS.dangling.inc();
-            }
-            self.drop_record(&key);
             self.drop_record(&hash);
             return None;
         };
@@ -408,18 +387,40 @@ impl FoyerStorage {
         ))
     }
 
+    /// A body not in memory, read from disk and checked against its digest. A body that does
+    /// not read back (foyer's checksum) or fails its digest is dropped and counted as an
+    /// integrity failure; one that is simply gone (evicted) as a dangling entry.
+    async fn load_body_from_disk(
+        &self,
+        key: u128,
+        digest: &crate::format::Digest,
+    ) -> Option<HybridCacheEntry<u128, Record>> {
+        // Held in the index but not loadable means foyer's checksum failed. (A body evicted
+        // between the two looks is counted too; the window is a lookup's length.)
+        let indexed = self.cache.contains(&key);
+        let loaded = self.load_record(key).await;
+        let intact = loaded.filter(|(body, tier)| match body.value() {
+            Record::Body(b) if b.digest() == digest => matches!(tier, Tier::Memory) || b.is_intact(),
+            _ => false,
+        });
+        if let Some((body, _)) = intact {
+            return Some(body);
+        }
+        if indexed {
+            self.accounting.integrity_failure();
+            tracing::warn!(key = %format!("{key:032x}"), "a body on disk did not read back intact: dropped");
+        } else {
+            METRICS.dangling.inc();
+        }
+        self.drop_record(&key);
+        None
+    }
+
     /// Stores a complete response: its body once (deduplicated by digest, compressed when that
     /// pays), then its entry.
     fn insert(&self, hash: u128, obj: StoredObject) {
-        let memory_only = obj.body().len() > self.config.max_disk_object_bytes() && self.config.disk_dir.is_some();
-        let properties = || {
-            if memory_only {
-                HybridCacheProperties::default().with_location(Location::InMem)
-            } else {
-                HybridCacheProperties::default()
-            }
-        };
-        if memory_only {
+        let body_len = obj.body().len();
+        if self.is_memory_only(body_len) {
             METRICS.memory_only.inc();
         }
         let (entry, body) = obj.into_records(|meta, digest, body| {
@@ -431,14 +432,30 @@ impl FoyerStorage {
             Some(encode_body(meta, body))
         });
         if let Some(body) = body {
-            let key = body_key(body.digest());
-            let body = Record::Body(body);
-            self.record_entering(&body, memory_only);
-            self.put_record(key, body, properties());
+            self.store_record(body_key(body.digest()), Record::Body(body), body_len);
         }
-        let entry = Record::Entry(entry);
-        self.record_entering(&entry, memory_only);
-        self.put_record(hash, entry, properties());
+        self.store_record(hash, Record::Entry(entry), body_len);
+    }
+
+    /// Whether a response whose body is `body_len` long is kept in memory only: larger than a
+    /// disk block holds (its entry stays with it, so both leave together).
+    fn is_memory_only(&self, body_len: usize) -> bool {
+        self.config.disk_dir.is_some() && body_len > self.config.max_disk_object_bytes()
+    }
+
+    /// Stores a record of a response whose body is `body_len` long, counting its bytes.
+    fn store_record(&self, key: u128, record: Record, body_len: usize) {
+        let memory_only = self.is_memory_only(body_len);
+        self.accounting.entered_memory(&record);
+        let properties = if memory_only {
+            HybridCacheProperties::default().with_location(Location::InMem)
+        } else {
+            if self.config.disk_dir.is_some() {
+                self.accounting.written_to_disk(&record);
+            }
+            HybridCacheProperties::default()
+        };
+        self.put_record(key, record, properties);
     }
 
     /// Inserts a record. Every write to foyer goes through here or [`Self::drop_record`], one
@@ -456,13 +473,6 @@ impl FoyerStorage {
     fn drop_record(&self, key: &u128) {
         let _in_order = self.disk_order.lock();
         self.cache.remove(key);
-    }
-
-    fn record_entering(&self, record: &Record, memory_only: bool) {
-        self.accounting.entered_memory(record);
-        if !memory_only && self.config.disk_dir.is_some() {
-            self.accounting.written_to_disk(record);
-        }
     }
 }
 
@@ -617,15 +627,7 @@ impl Storage for FoyerStorage {
         match found.entry.value() {
             Record::Entry(entry) => {
                 let updated = Record::Entry(entry.with_meta(meta)?);
-                let memory_only = entry.logical_len() as usize > self.config.max_disk_object_bytes()
-                    && self.config.disk_dir.is_some();
-                let properties = if memory_only {
-                    HybridCacheProperties::default().with_location(Location::InMem)
-                } else {
-                    HybridCacheProperties::default()
-                };
-                self.record_entering(&updated, memory_only);
-                self.put_record(hash, updated, properties);
+                self.store_record(hash, updated, entry.logical_len() as usize);
             }
             // A format-1 record is rewritten in the current format, body deduplicated.
             Record::Whole(obj) => self.insert(hash, StoredObject::new(meta, obj.body().clone())?),
