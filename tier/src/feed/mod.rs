@@ -162,8 +162,8 @@ impl FeedHub {
     /// Admits a connection from `client`, or says why not (429 or 503).
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Admission, subscription::Refusal> {
         let mut per_client = self.per_client.lock();
-        let total: usize = per_client.values().sum();
-        if total >= self.limits.max_connections {
+        // The gauge is the count of open feeds (one hub per process; it moves under this lock).
+        if METRICS.feed_connections.get() as usize >= self.limits.max_connections {
             METRICS.feed_rejected("edge_full");
             return Err(subscription::Refusal::new(
                 503,
