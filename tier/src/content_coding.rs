@@ -6,7 +6,8 @@
 //! `Content-Encoding: br`, their length, and the ETag made weak: the compressed bytes are
 //! another representation of the same content, and a weak validator still matches the stored
 //! strong one in `If-None-Match` (weak comparison, RFC 9110 §13.1.2). Either way the response
-//! says `Vary: Accept-Encoding`.
+//! says `Vary: Accept-Encoding`. (A miss is relayed as the origin sent it: the body is only
+//! compressed once it is stored.)
 //!
 //! Upstream fetches ask for `identity`, so what a node stores never depends on the client that
 //! happened to miss, and compression stays a property of the store.
