@@ -11,7 +11,7 @@ use clap::Parser;
 use fresco_store::FoyerStorage;
 use pingora_core::listeners::{DEFAULT_L4_READ_BUFFER_SIZE, L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
 
@@ -33,15 +33,17 @@ pub struct NodeArgs {
     pub check: bool,
 }
 
-/// Opens the store before serving and closes it (flushing the disk queue) on shutdown.
-struct StoreLifecycle {
-    store: &'static FoyerStorage,
+/// Reports the node ready once every service runs, and unready (closing the change feeds) as
+/// soon as shutdown begins. The store is closed later, in [`run`], once the services' runtimes
+/// are gone: pingora drops every task of theirs when it shuts them down, so a close awaited
+/// here would be cut short and lose the disk writes still queued.
+struct Readiness {
     ready: Arc<AtomicBool>,
     feed: Option<Arc<FeedHub>>,
 }
 
 #[async_trait]
-impl BackgroundService for StoreLifecycle {
+impl BackgroundService for Readiness {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.ready.store(true, Ordering::Release);
         tracing::info!("node ready");
@@ -50,9 +52,6 @@ impl BackgroundService for StoreLifecycle {
         if let Some(feed) = &self.feed {
             feed.close();
         }
-        tracing::info!("shutting down: closing the cache store");
-        self.store.close().await;
-        tracing::info!("cache store closed");
     }
 }
 
@@ -135,9 +134,9 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Runs a node of `role` with the command line of this process. Returns only on a bad
-/// configuration or a failed start; a running node exits from pingora's signal handling
-/// (SIGTERM: graceful, SIGINT: fast).
+/// Runs a node of `role` with the command line of this process until pingora's signal
+/// handling stops it (SIGTERM: graceful, SIGINT: fast), then closes the store so that every
+/// fill already served is on disk for the next start.
 pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     let config = match NodeConfig::load(&args.config) {
         Ok(config) => config,
@@ -217,7 +216,7 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     admin.threads = Some(1);
     server.add_service(proxy_service);
     server.add_service(admin);
-    server.add_service(background_service("store", StoreLifecycle { store, ready, feed }));
+    server.add_service(background_service("readiness", Readiness { ready, feed }));
 
     tracing::info!(
         role = role.name(),
@@ -228,5 +227,11 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
         disk = config.cache.disk.0,
         "starting"
     );
-    server.run_forever()
+    // `run` returns once every service runtime has exited, so no fill can start after this;
+    // the store's own runtime flushes what is queued.
+    server.run(RunArgs::default());
+    tracing::info!("services stopped: closing the cache store");
+    runtime.block_on(store.close());
+    tracing::info!("cache store closed");
+    ExitCode::SUCCESS
 }
