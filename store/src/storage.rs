@@ -355,16 +355,31 @@ impl FoyerStorage {
         }
     }
 
-    /// The stored response of `hash`: its entry (or format-1 whole record) and, for an entry,
-    /// its body. An entry behind a purge fence, or whose body is gone or fails its digest, is
-    /// dropped and read as a miss.
-    async fn load(&self, hash: u128) -> Option<(Found, Tier)> {
+    /// The entry (or format-1 whole record) of `hash`, unless a purge fence covers it; a
+    /// fenced one is dropped.
+    async fn load_unfenced_entry(&self, hash: u128) -> Option<(HybridCacheEntry<u128, Record>, Tier)> {
         let (entry, tier) = self.load_record(hash).await?;
         let created = entry.value().created()?;
         if self.fences.blocks(hash, created) {
             self.drop_record(&hash);
             return None;
         }
+        Some((entry, tier))
+    }
+
+    /// The stored response header of `key`, without reading its body or counting a lookup:
+    /// for callers that learn about a cached object rather than serve it (the change feed
+    /// learning the tags of a warm disk cache). A fill in progress is not looked at.
+    pub async fn stored_meta(&self, key: &CacheKey) -> Option<CacheMeta> {
+        let (entry, _) = self.load_unfenced_entry(key_hash(key)).await?;
+        record_meta(entry.value())
+    }
+
+    /// The stored response of `hash`: its entry (or format-1 whole record) and, for an entry,
+    /// its body. An entry behind a purge fence, or whose body is gone or fails its digest, is
+    /// dropped and read as a miss.
+    async fn load(&self, hash: u128) -> Option<(Found, Tier)> {
+        let (entry, tier) = self.load_unfenced_entry(hash).await?;
         let Record::Entry(record) = entry.value() else {
             return Some((Found { entry, body: None }, tier));
         };
@@ -491,6 +506,15 @@ fn encode_body(meta: &StoredMeta, body: Bytes) -> (Encoding, Bytes) {
     (encoding, stored)
 }
 
+/// The response header an entry or whole record holds (a body record holds none).
+fn record_meta(record: &Record) -> Option<CacheMeta> {
+    match record {
+        Record::Entry(entry) => Some(entry.stored_meta().meta()),
+        Record::Whole(obj) => Some(obj.meta()),
+        Record::Body(_) => None,
+    }
+}
+
 /// A stored response as a lookup finds it.
 struct Found {
     entry: HybridCacheEntry<u128, Record>,
@@ -500,11 +524,7 @@ struct Found {
 
 impl Found {
     fn meta(&self) -> CacheMeta {
-        match self.entry.value() {
-            Record::Entry(entry) => entry.stored_meta().meta(),
-            Record::Whole(obj) => obj.meta(),
-            Record::Body(_) => unreachable!("a found response is an entry or a whole record"),
-        }
+        record_meta(self.entry.value()).expect("a found response is an entry or a whole record")
     }
 
     fn hit(&self) -> CompleteHit {

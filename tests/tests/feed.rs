@@ -6,7 +6,7 @@ use std::time::Duration;
 use fresco_e2e::feed::{Feed, Message};
 use fresco_e2e::metrics::Scrape;
 use fresco_e2e::origin::{TestOrigin, versioned_body};
-use fresco_e2e::{Cluster, Signal, client, header, signal_node};
+use fresco_e2e::{Cluster, Signal, client, header, signal_node, stop_node};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -226,6 +226,44 @@ async fn a_tag_purge_tells_the_followers_of_the_urls_that_carry_the_tag() {
     let change = unknown.next_event("change", WAIT).await.unwrap();
     assert_eq!(change.id, answer.body["seq"].as_u64());
     assert_eq!(change.json()["url"], serde_json::Value::Null);
+}
+
+/// Every store lookup the node has counted, whatever it found.
+async fn store_lookups(admin: &str) -> f64 {
+    let scrape = Scrape::of(admin).await;
+    ["memory", "disk", "fill", "miss"]
+        .iter()
+        .map(|found| scrape.value_or_zero("fresco_store_lookups_total", &[("result", found)]))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_a_tag_purge_reaches_the_followers_of_urls_cached_before_it() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(1, 1).start();
+    let path = "/mut/tagged.png"; // Surrogate-Key: obj-tagged.png all-mut
+    assert_eq!(version_at(&cluster, 0, path).await, 1);
+    let edge = cluster.info.edges[0].clone();
+    stop_node(&edge, Signal::SIGTERM);
+    let _restarted = cluster.restart_node(&edge);
+
+    // The restarted edge has the image on disk but has not seen it fetched: it learns the
+    // image's tags from the stored header when a client follows it, without counting that as
+    // a request for it.
+    let lookups = store_lookups(&edge.admin).await;
+    let mut feed = Feed::open(&events_url(&cluster, 0, &format!("url={path}")), None).await;
+    hello(&mut feed).await;
+    assert_eq!(store_lookups(&edge.admin).await, lookups, "subscribing is not a lookup");
+
+    origin.set_version(path, 2);
+    let answer = cluster.purge(json!({ "tags": ["all-mut"] })).await;
+    let change = feed
+        .next_event("change", WAIT)
+        .await
+        .expect("the URL's follower is told of its tag's purge");
+    assert_eq!(change.id, answer.body["seq"].as_u64());
+    assert_eq!(change.json()["url"], path);
+    assert_eq!(version_at(&cluster, 0, path).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

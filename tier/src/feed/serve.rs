@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fresco_store::FoyerStorage;
-use pingora_cache::storage::Storage;
-use pingora_cache::trace::Span;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -214,13 +212,12 @@ async fn read_request(session: &mut Session) -> Result<SubscriptionRequest, Refu
 /// Learns the tags of followed URLs the edge has cached but not seen fetched (after a restart
 /// the disk cache is warm while the index is empty), so tag purges reach their followers.
 async fn learn_cached_tags(hub: &FeedHub, store: &'static FoyerStorage, subscription: &Subscription) {
-    let span = Span::inactive().handle();
     for primary in subscription.primaries() {
         if hub.knows(primary) {
             continue;
         }
         let key = cache_key(primary.to_string());
-        if let Ok(Some((meta, _))) = store.lookup(&key, &span).await {
+        if let Some(meta) = store.stored_meta(&key).await {
             let headers = meta.headers();
             hub.learn(
                 primary,
