@@ -188,7 +188,10 @@
     };
     f.open = function () {
       var url = edge + "/_fresco/events?" + query;
+      // With no position yet, the page's age: the edge first tells of what was purged since
+      // the page loaded, which its images may predate.
       if (f.lastEventId !== null) url += "&last_event_id=" + encodeURIComponent(f.lastEventId);
+      else url += "&age_ms=" + Math.round(performance.now());
       var es = (f.source = new EventSource(url));
       function seen(e) {
         if (e.lastEventId) f.lastEventId = +e.lastEventId;

@@ -173,19 +173,8 @@ async fn images_added_later_srcset_and_picture_are_followed_and_opt_out_is_respe
     // edge sends no Access-Control-Allow-Origin on images, so live.js cannot read the new
     // bytes and loads a ?fresco=<seq> variant instead (devcluster's sites ignore `fresco`).
     let edge = &cluster.info.edges[0].url;
-    browser.goto(&format!("{}/", cluster.info.origin)).await;
-    browser
-        .execute(
-            "const [edge] = arguments; \
-             document.body.insertAdjacentHTML('beforeend', \
-               '<img alt=\"cross\" width=\"320\" height=\"200\" src=\"' + edge + '/img/sunset.jpg\">'); \
-             window.__swapped = []; \
-             document.addEventListener('fresco:swap', e => window.__swapped.push(e.detail.url)); \
-             const s = document.createElement('script'); s.src = edge + '/_fresco/live.js'; \
-             document.head.appendChild(s);",
-            json!([edge]),
-        )
-        .await;
+    show_on_another_origin(&browser, &cluster, "sunset.jpg").await;
+    load_live_js(&browser, edge).await;
     browser
         .wait_for(
             "return window.frescoLive && frescoLive.hellos > 0 && document.images[0].complete",
@@ -195,15 +184,81 @@ async fn images_added_later_srcset_and_picture_are_followed_and_opt_out_is_respe
         .await;
     let change = change_demo_image(&cluster.info, "sunset.jpg").await;
     assert_eq!(change.status, 200, "{}", change.body);
-    let seq = change.body["seq"].clone();
+    see_variant(
+        &browser,
+        "sunset.jpg",
+        &change.body["seq"],
+        Duration::from_secs(1),
+        "a cross-origin page shows the new version",
+    )
+    .await;
+}
+
+/// Opens the demo origin's own index (a page of another origin than the edge) and shows the
+/// edge's `image` on it, recording `fresco:swap` events in `window.__swapped`.
+async fn show_on_another_origin(browser: &Browser, cluster: &Cluster, image: &str) {
+    browser.goto(&format!("{}/", cluster.info.origin)).await;
+    browser
+        .execute(
+            "const [src] = arguments; \
+             document.body.insertAdjacentHTML('beforeend', \
+               '<img alt=\"shown\" width=\"320\" height=\"200\" src=\"' + src + '\">'); \
+             window.__swapped = []; \
+             document.addEventListener('fresco:swap', e => window.__swapped.push(e.detail.url));",
+            json!([format!("{}/img/{image}", cluster.info.edges[0].url)]),
+        )
+        .await;
+}
+
+/// Adds `<script src="<edge>/_fresco/live.js">` to the page.
+async fn load_live_js(browser: &Browser, edge: &str) {
+    browser
+        .execute(
+            "const [edge] = arguments; const s = document.createElement('script'); \
+             s.src = edge + '/_fresco/live.js'; document.head.appendChild(s);",
+            json!([edge]),
+        )
+        .await;
+}
+
+/// Waits until the page's first image was swapped to the `?fresco=<seq>` variant of `image`
+/// (what live.js shows on a page of another origin) and has decoded.
+async fn see_variant(browser: &Browser, image: &str, seq: &serde_json::Value, within: Duration, what: &str) {
     browser
         .wait_for(
             &format!(
-                "const img = document.images[0]; return window.__swapped.includes('/img/sunset.jpg') && \
-                 img.currentSrc.endsWith('/img/sunset.jpg?fresco={seq}') && img.naturalWidth > 0"
+                "const img = document.images[0]; return window.__swapped.includes('/img/{image}') && \
+                 img.currentSrc.endsWith('/img/{image}?fresco={seq}') && img.naturalWidth > 0"
             ),
-            Duration::from_secs(1),
-            "a cross-origin page shows the new version",
+            within,
+            what,
         )
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_opens_its_feed_after_its_image_changed_still_swaps_it() {
+    let browser = Browser::start().await;
+    let cluster = Cluster::builder().start();
+    // The page shows the image; the image changes before live.js (loaded late, as a page may
+    // load it lazily) has opened its feed.
+    show_on_another_origin(&browser, &cluster, "badge.png").await;
+    browser
+        .wait_for(
+            "return document.images[0].complete && document.images[0].naturalWidth > 0",
+            Duration::from_secs(10),
+            "the image loads",
+        )
+        .await;
+    let change = change_demo_image(&cluster.info, "badge.png").await;
+    assert_eq!(change.status, 200, "{}", change.body);
+    load_live_js(&browser, &cluster.info.edges[0].url).await;
+    see_variant(
+        &browser,
+        "badge.png",
+        &change.body["seq"],
+        Duration::from_secs(5),
+        "the purge made before the feed opened is told, and the new version shown",
+    )
+    .await;
 }

@@ -179,6 +179,49 @@ async fn a_restarted_edge_replays_from_the_log_and_resets_clients_older_than_its
     assert_eq!(reset.json()["reason"], "history");
     let (_, position) = until_hello(&mut feed).await;
     assert_eq!(position, last);
+
+    // So is a page loaded before the oldest purge the history holds.
+    let mut feed = Feed::open(&format!("{url}&age_ms=3600000"), None).await;
+    let reset = feed.next(WAIT).await.unwrap();
+    assert_eq!(reset.event, "reset", "{reset:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_feed_opens_after_a_purge_of_its_images_is_told_of_it() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(1, 1).start();
+    let (shown, other) = ("/mut/late.png", "/mut/late-other.png");
+    let earlier = purge_url(&cluster, shown).await;
+    assert_eq!(version_at(&cluster, 0, shown).await, 1);
+    let loaded = std::time::Instant::now();
+    // The page has its image; the purge lands before the page's feed is open.
+    origin.set_version(shown, 2);
+    let missed = purge_url(&cluster, shown).await;
+    let unrelated = purge_url(&cluster, other).await;
+
+    let url = events_url(&cluster, 0, &format!("url={shown}"));
+    let mut feed = Feed::open(&format!("{url}&age_ms={}", loaded.elapsed().as_millis()), None).await;
+    let (replayed, position) = until_hello(&mut feed).await;
+    let told = change_ids(&replayed);
+    assert!(
+        told.contains(&missed),
+        "the purge after the page loaded is told: {told:?}"
+    );
+    assert!(!told.contains(&unrelated), "only followed URLs: {told:?}");
+    // The purge just before the load is within the margin for clock and travel: telling it
+    // costs one refetch, and is allowed.
+    assert!(told.iter().all(|id| [earlier, missed].contains(id)), "{told:?}");
+    assert_eq!(position, unrelated);
+    assert_eq!(version_at(&cluster, 0, shown).await, 2);
+
+    // Without its age, a client starts at the edge's position and hears nothing of it.
+    let mut feed = Feed::open(&url, None).await;
+    let (replayed, position) = until_hello(&mut feed).await;
+    assert!(replayed.is_empty(), "{replayed:?}");
+    assert_eq!(position, unrelated);
+
+    let bad = client().get(format!("{url}&age_ms=soon")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,8 @@ use purge::PreparedPurge;
 /// The purges a feed can replay: every sequence in `(base, base + records.len()]`.
 struct History {
     base: u64,
+    /// When the purge at `base` was accepted, if known (nothing before sequence 1: zero).
+    base_at_ms: Option<u64>,
     records: VecDeque<Arc<PreparedPurge>>,
     weight: usize,
 }
@@ -46,7 +48,20 @@ impl History {
     fn head(&self) -> u64 {
         self.base + self.records.len() as u64
     }
+
+    /// Forgets everything up to `base`, whose time is unknown.
+    fn restart_at(&mut self, base: u64) {
+        self.base = base;
+        self.base_at_ms = (base == 0).then_some(0);
+        self.records.clear();
+        self.weight = 0;
+    }
 }
+
+/// How much earlier than a client's stated load time purges are still replayed to it: the
+/// time a purge takes to reach the edge, the request's own travel and clock differences
+/// between purge-api and the edge. A purge replayed needlessly costs the client one refetch.
+const AGE_MARGIN_MS: u64 = 1000;
 
 /// What a connection reads past its cursor.
 pub enum Catchup {
@@ -105,6 +120,7 @@ impl FeedHub {
             node_id,
             history: RwLock::new(History {
                 base: applied,
+                base_at_ms: (applied == 0).then_some(0),
                 records: VecDeque::new(),
                 weight: 0,
             }),
@@ -202,6 +218,20 @@ impl FeedHub {
         Catchup::Purges(history.records.iter().skip(skip).cloned().collect())
     }
 
+    /// The cursor of a client that loaded what it follows `age_ms` ago and has seen no event:
+    /// just before the first purge accepted since then (less [`AGE_MARGIN_MS`]), so that
+    /// catching up replays every purge its copies may predate. When the history does not
+    /// reach back that far, a cursor behind it, so that the client is reset.
+    pub fn position_before_age(&self, age_ms: u64) -> u64 {
+        let since = unix_now_ms().saturating_sub(age_ms.saturating_add(AGE_MARGIN_MS));
+        let history = self.history.read();
+        match history.records.iter().rev().find(|purge| purge.at_ms < since) {
+            Some(before) => before.seq,
+            None if history.base_at_ms.is_some_and(|at| at < since) => history.base,
+            None => history.base.saturating_sub(1),
+        }
+    }
+
     /// Waits (at most `limit`) until the history has been refilled after a start.
     pub async fn wait_prefilled(&self, limit: Duration) {
         let mut prefilled = self.prefilled.subscribe();
@@ -217,7 +247,8 @@ impl FeedHub {
             let contiguous = records.last().is_some_and(|r| r.seq == history.base)
                 && records.windows(2).all(|w| w[1].seq == w[0].seq + 1);
             if contiguous {
-                for record in records.iter().rev() {
+                history.base_at_ms = records.last().map(|r| r.at_ms);
+                for (i, record) in records.iter().enumerate().rev() {
                     let purge = Arc::new(PreparedPurge::new(record, &self.fresh, &index));
                     if history.weight + purge.weight() > self.weight_limit()
                         || history.records.len() >= self.limits.history
@@ -226,6 +257,10 @@ impl FeedHub {
                     }
                     history.weight += purge.weight();
                     history.base -= 1;
+                    history.base_at_ms = match i {
+                        0 => (history.base == 0).then_some(0),
+                        _ => Some(records[i - 1].at_ms),
+                    };
                     history.records.push_front(purge);
                 }
             }
@@ -249,6 +284,12 @@ impl FeedHub {
     }
 }
 
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl PurgeObserver for FeedHub {
     fn applied(&self, records: &[&PurgeRecord]) {
         let prepared: Vec<Arc<PreparedPurge>> = {
@@ -264,9 +305,7 @@ impl PurgeObserver for FeedHub {
                 if purge.seq != history.head() + 1 {
                     // Not the next one (the log was rebuilt): what came before cannot be
                     // replayed against it.
-                    history.base = purge.seq - 1;
-                    history.records.clear();
-                    history.weight = 0;
+                    history.restart_at(purge.seq - 1);
                 }
                 history.weight += purge.weight();
                 history.records.push_back(purge);
@@ -278,6 +317,7 @@ impl PurgeObserver for FeedHub {
                     };
                     history.weight -= oldest.weight();
                     history.base += 1;
+                    history.base_at_ms = Some(oldest.at_ms);
                 }
             }
             history.head()
@@ -286,12 +326,7 @@ impl PurgeObserver for FeedHub {
     }
 
     fn reset(&self, next: u64) {
-        {
-            let mut history = self.history.write();
-            history.base = next.saturating_sub(1);
-            history.records.clear();
-            history.weight = 0;
-        }
+        self.history.write().restart_at(next.saturating_sub(1));
         // Every connection's cursor is now behind the history (or level with it): the ones
         // behind are reset, as the node was.
         self.head.send_replace(next.saturating_sub(1));

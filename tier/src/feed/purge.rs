@@ -15,6 +15,8 @@ pub const MAX_URLS_PER_TAG: usize = 1000;
 pub struct PreparedPurge {
     /// Its sequence number.
     pub seq: u64,
+    /// When purge-api accepted it, Unix milliseconds.
+    pub at_ms: u64,
     /// A soft purge.
     pub soft: bool,
     /// Primary keys of the purged URLs.
@@ -46,6 +48,7 @@ impl PreparedPurge {
             .collect();
         Self {
             seq: record.seq,
+            at_ms: record.at_ms,
             soft: record.soft,
             urls,
             prefixes: record.prefixes.iter().map(|p| fresh.prefix_key(p)).collect(),

@@ -29,7 +29,7 @@ pub async fn serve_events(hub: &Arc<FeedHub>, store: &'static FoyerStorage, sess
         Ok(request) => request,
         Err(refusal) => return refuse(hub, session, refusal).await,
     };
-    let last_event_id = request.last_event_id;
+    let (last_event_id, age_ms) = (request.last_event_id, request.age_ms);
     let subscription = match request.resolve(hub.freshness(), hub.limits().max_subscriptions) {
         Ok(subscription) => subscription,
         Err(refusal) => return refuse(hub, session, refusal).await,
@@ -43,7 +43,7 @@ pub async fn serve_events(hub: &Arc<FeedHub>, store: &'static FoyerStorage, sess
         Err(refusal) => return refuse(hub, session, refusal).await,
     };
     learn_cached_tags(hub, store, &subscription).await;
-    if last_event_id.is_some() {
+    if last_event_id.is_some() || age_ms.is_some() {
         hub.wait_prefilled(PREFILL_WAIT).await;
     }
 
@@ -61,7 +61,8 @@ pub async fn serve_events(hub: &Arc<FeedHub>, store: &'static FoyerStorage, sess
     heads.borrow_and_update();
     let mut closing = hub.watch_closing();
     let mut out = sse::RETRY.to_vec();
-    let mut cursor = match last_event_id {
+    let resume_from = last_event_id.or_else(|| age_ms.map(|age| hub.position_before_age(age)));
+    let mut cursor = match resume_from {
         None => hub.head(),
         Some(id) => catch_up(hub, &subscription, id, &mut out),
     };

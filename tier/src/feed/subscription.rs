@@ -44,10 +44,15 @@ pub struct SubscriptionRequest {
     /// The last event id the client saw (the `Last-Event-ID` header wins over it).
     #[serde(default)]
     pub last_event_id: Option<u64>,
+    /// How long ago, in milliseconds, the client loaded what it follows (a page sends
+    /// `performance.now()`). A client with no event id yet is first told of the purges made
+    /// since then, which it could not have seen: its copies may predate them.
+    #[serde(default)]
+    pub age_ms: Option<u64>,
 }
 
 impl SubscriptionRequest {
-    /// Parses `url=…&tag=…&last_event_id=…` (a query string or a form body).
+    /// Parses `url=…&tag=…&last_event_id=…&age_ms=…` (a query string or a form body).
     pub fn from_form(text: &[u8]) -> Result<Self, Refusal> {
         let mut request = Self::default();
         for (name, value) in form_urlencoded::parse(text) {
@@ -55,10 +60,16 @@ impl SubscriptionRequest {
                 "url" => request.urls.push(value.into_owned()),
                 "tag" => request.tags.push(value.into_owned()),
                 "last_event_id" => request.last_event_id = Some(parse_event_id(&value)?),
+                "age_ms" => {
+                    let age = value.trim().parse().map_err(|_| {
+                        Refusal::new(400, format!("age_ms `{value}` is not a whole number of milliseconds"))
+                    })?;
+                    request.age_ms = Some(age);
+                }
                 other => {
                     return Err(Refusal::new(
                         400,
-                        format!("unknown parameter `{other}` (use url, tag, last_event_id)"),
+                        format!("unknown parameter `{other}` (use url, tag, last_event_id, age_ms)"),
                     ));
                 }
             }
