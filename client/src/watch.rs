@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header;
@@ -108,7 +108,9 @@ impl Client {
     /// Follows `urls` (paths as given to [`Client::get`]) and surrogate-key `tags`.
     ///
     /// The stream yields [`WatchEvent::Connected`] on each (re)connection, then every change
-    /// once, in sequence order, whatever edge delivers it. A change drops its URL (or, for a
+    /// once, in sequence order, whatever edge delivers it, from the first purge accepted
+    /// after this call (and possibly one accepted up to a second before it: the edge's margin
+    /// for clocks). A change drops its URL (or, for a
     /// tag change without URL, the entries carrying the tag) from the local cache before it is
     /// yielded, so a `get` made on receiving it asks the edge. A broken connection (error, end,
     /// or silence longer than [`feed_read_timeout`](crate::ClientBuilder::feed_read_timeout))
@@ -129,6 +131,7 @@ impl Client {
             tags: tags.into_iter().map(Into::into).collect(),
             tx,
             position: None,
+            started: Instant::now(),
             delivered: 0,
             delivered_at_seq: HashSet::new(),
             reset_at: 0,
@@ -157,6 +160,9 @@ struct Watcher {
     tx: mpsc::Sender<Result<WatchEvent, Error>>,
     /// The id up to which every change has been received: sent as `Last-Event-ID`.
     position: Option<u64>,
+    /// When [`Client::watch`] was called: until the first edge says hello, the watch asks
+    /// for the purges since then (`age_ms`), so none is lost while edges are tried.
+    started: Instant,
     /// The highest sequence delivered.
     delivered: u64,
     /// What was delivered at `delivered` (one purge may report several URLs).
@@ -206,8 +212,12 @@ impl Watcher {
     async fn connection(&mut self, edge: &str) -> Ended {
         let read_timeout = self.client.config().feed_read_timeout;
         let http = self.client.inner.http.clone();
+        let age_ms = self.started.elapsed().as_millis().to_string();
         let mut pairs: Vec<(&str, &str)> = self.urls.iter().map(|u| ("url", u.as_str())).collect();
         pairs.extend(self.tags.iter().map(|t| ("tag", t.as_str())));
+        if self.position.is_none() {
+            pairs.push(("age_ms", &age_ms));
+        }
         let mut url = match reqwest::Url::parse(&format!("{edge}/_fresco/events")) {
             Ok(url) => url,
             Err(e) => return Ended::Retry(Duration::ZERO, e.to_string()),

@@ -304,3 +304,32 @@ async fn watch_leaves_a_frozen_edge_after_its_read_timeout_and_misses_nothing() 
     collector.abort();
     assert_eq!(changes, purged, "every purge once, in order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_misses_no_purge_made_while_it_was_still_finding_an_edge() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let frozen = cluster.info.edges[0].clone();
+    signal_node(&frozen, Signal::SIGSTOP);
+    let thaw = Thaw(frozen);
+    let client = Client::builder()
+        .edges(cluster.info.edges.iter().map(|e| e.url.clone()))
+        .feed_read_timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let path = "/mut/while-connecting.png";
+    // The first edge takes the read timeout to give up on; the purge lands meanwhile.
+    let mut watch = client.watch([path], Vec::<String>::new());
+    let seq = purge_url(&cluster, path).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let change = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, watch.next()).await {
+            Ok(Some(Ok(WatchEvent::Change(change)))) => break change,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("the purge made before the first hello is delivered: {other:?}"),
+        }
+    };
+    assert_eq!((change.seq, change.url.as_deref()), (seq, Some(path)));
+    drop(thaw);
+}
