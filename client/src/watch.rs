@@ -110,9 +110,9 @@ impl Client {
     /// The stream yields [`WatchEvent::Connected`] on each (re)connection, then every change
     /// once, in sequence order, whatever edge delivers it, from the first purge accepted
     /// after this call (and possibly one accepted up to a second before it: the edge's margin
-    /// for clocks). A change drops its URL (or, for a
-    /// tag change without URL, the entries carrying the tag) from the local cache before it is
-    /// yielded, so a `get` made on receiving it asks the edge. A broken connection (error, end,
+    /// for clocks). A change drops its URL (or, for a tag change without URL, the entries
+    /// carrying the tag) from the local cache before it is yielded, so a `get` made on
+    /// receiving it asks the edge. A broken connection (error, end,
     /// or silence longer than [`feed_read_timeout`](crate::ClientBuilder::feed_read_timeout))
     /// moves to the next edge, after a backoff when failures repeat. The stream ends only with
     /// an error an edge gives for good (a 4xx other than 429: a bad URL, too many

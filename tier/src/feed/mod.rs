@@ -8,6 +8,8 @@
 //!   if the history no longer reaches back that far it sends `reset`. A connection holds no
 //!   queue of its own, so its memory is bounded whatever the purge rate, and a slow reader costs
 //!   nothing but its socket.
+//! - A client with no event id yet may give its age instead (`age_ms`): its cursor is put
+//!   before the first purge accepted since then ([`FeedHub::position_before_age`]).
 //! - [`index::UrlIndex`] remembers the tags of cached URLs, so a tag purge can name them.
 //! - [`prefill`] refills the history from purge-api's log after a restart, so clients that
 //!   reconnect to a restarted edge resume instead of being reset.
