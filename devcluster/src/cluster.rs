@@ -135,18 +135,22 @@ async fn wait_ready(process: &mut Process, url: &str, state: &StateDir) -> anyho
     )
 }
 
-/// Stops every process: SIGTERM, then SIGKILL after five seconds.
+/// How long a stopping process may take: longer than a node's default drain (`drain_ms`,
+/// 10 s), so that a node stopped with requests in flight still closes its store cleanly.
+const STOP_LIMIT: Duration = Duration::from_secs(15);
+
+/// Stops every process: SIGTERM, then SIGKILL after [`STOP_LIMIT`].
 async fn stop_all(processes: &mut [Process]) {
     for p in processes.iter() {
         if let Some(pid) = p.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + STOP_LIMIT;
     for p in processes.iter_mut() {
         let left = deadline.saturating_duration_since(Instant::now());
         if tokio::time::timeout(left, p.child.wait()).await.is_err() {
-            eprintln!("{} did not stop within 5 s; killing it", p.id);
+            eprintln!("{} did not stop within {STOP_LIMIT:?}; killing it", p.id);
             let _ = p.child.kill().await;
         }
     }

@@ -182,13 +182,14 @@ pub fn signal_node(node: &NodeInfo, signal: Signal) {
 /// (a node stops listening before it has flushed its store).
 pub fn stop_node(node: &NodeInfo, signal: Signal) {
     signal_node(node, signal);
+    wait_for_exit(node, Duration::from_secs(30));
+}
+
+/// Waits until a node's process has exited; panics after `limit`.
+pub fn wait_for_exit(node: &NodeInfo, limit: Duration) {
     let started = std::time::Instant::now();
     while process_is_running(node.pid) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} did not exit after {signal}",
-            node.id
-        );
+        assert!(started.elapsed() < limit, "{} did not exit within {limit:?}", node.id);
         std::thread::sleep(Duration::from_millis(5));
     }
 }

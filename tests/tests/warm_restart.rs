@@ -1,12 +1,14 @@
 //! Warm restarts (issue 5): a node killed with `-9`, or a whole devcluster stopped and started
 //! again on the same state dir, comes back with its disk cache — serving what it held without
-//! asking upstream, and never what was purged while it was down.
+//! asking upstream, and never what was purged while it was down. A node stopped with SIGTERM
+//! first finishes its requests in flight, and keeps their fills.
 
 use std::time::Duration;
 
+use fresco_e2e::feed::Feed;
 use fresco_e2e::metrics::{Scrape, wait_for_disk_writes};
 use fresco_e2e::origin::{TestOrigin, body_of, versioned_body};
-use fresco_e2e::{Cluster, NodeInfo, Signal, client, header, stop_node, x_cache};
+use fresco_e2e::{Cluster, NodeInfo, Signal, client, header, signal_node, stop_node, wait_for_exit, x_cache};
 use serde_json::json;
 
 /// The bodies of `/mut/` and `/img/` paths are 20 KB.
@@ -158,4 +160,51 @@ async fn an_edge_killed_after_a_burst_of_fills_keeps_every_object_it_had_written
         paths.len(),
         &lost[..lost.len().min(8)]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_edge_finishes_its_requests_in_flight_keeps_their_fills_and_exits() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(1, 0).start();
+    let edge = cluster.info.edges[0].clone();
+    let events = format!("{}/_fresco/events?url=/img/a.jpg", edge.url);
+    let mut feed = Feed::open(&events, None).await;
+    assert_eq!(feed.next(Duration::from_secs(5)).await.unwrap().event, "hello");
+    // The origin answers /slowmut/ 600 ms after the request reaches it: once it has, the
+    // request is in flight for that long.
+    let path = "/slowmut/draining.png";
+    let in_flight = tokio::spawn({
+        let edge = edge.clone();
+        async move { fetch(&edge, path).await }
+    });
+    while origin.seen(path).requests == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    signal_node(&edge, Signal::SIGTERM);
+
+    // Unready at once, so that a load balancer sends it nothing more, while the request goes on.
+    let readyz = format!("{}/readyz", edge.admin);
+    let mut unready = false;
+    while !unready && !in_flight.is_finished() {
+        unready = client().get(&readyz).send().await.is_ok_and(|r| r.status() == 503);
+    }
+    assert!(unready, "/readyz answers 503 while the edge drains");
+    let refused = reqwest::get(&events).await.expect("the draining edge still answers");
+    assert_eq!(refused.status(), 503, "no new feed on a stopping edge");
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("stopping"), "{error}");
+    // Its change feeds end (their clients resume elsewhere by id).
+    let waiting = std::time::Instant::now();
+    assert!(feed.next(Duration::from_secs(10)).await.is_none());
+    assert!(waiting.elapsed() < Duration::from_secs(8), "the feed ended");
+    let (cache, version, body) = in_flight.await.expect("the request in flight is answered");
+    assert_eq!((cache.as_str(), version), ("MISS", 1));
+    assert_eq!(body, versioned_body(path, 1), "the whole body");
+    // It exits once its requests are done, well before the drain limit (10 s).
+    wait_for_exit(&edge, Duration::from_secs(5));
+
+    // The fill that was in flight was stored and written before the exit.
+    let _restarted = cluster.restart_node(&edge);
+    assert_eq!(fetch(&edge, path).await.0, "HIT");
+    assert_eq!(origin.seen(path).requests, 1);
 }

@@ -112,6 +112,10 @@ pub struct NodeConfig {
     /// Longest time a request may take before it is answered with 504. Default: 5000.
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
+    /// On SIGTERM, the longest the node waits for its requests in flight to finish (unready
+    /// meanwhile) before it stops (`tier::drain`). Default: 10000.
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u64,
     /// The cache store.
     pub cache: CacheSection,
     /// Edge only: the shields to fetch misses from, in order of preference. Empty: go to the
@@ -255,6 +259,9 @@ fn default_threads() -> usize {
 fn default_deadline_ms() -> u64 {
     5000
 }
+fn default_drain_ms() -> u64 {
+    10_000
+}
 fn default_write_buffer() -> ByteSize {
     ByteSize(64 << 10)
 }
@@ -334,6 +341,9 @@ impl NodeConfig {
         if self.deadline_ms < 100 {
             return fail("deadline_ms", "must be at least 100");
         }
+        if self.drain_ms > 600_000 {
+            return fail("drain_ms", "must be at most 600000 (ten minutes)");
+        }
         if self.cache.memory.0 < (1 << 20) {
             return fail("cache.memory", "must be at least 1MiB");
         }
@@ -401,6 +411,11 @@ impl NodeConfig {
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.deadline_ms)
     }
+
+    /// The longest graceful stop.
+    pub fn drain_limit(&self) -> Duration {
+        Duration::from_millis(self.drain_ms)
+    }
 }
 
 /// Parses an origin URL into `host:port`; only plain HTTP origins are supported.
@@ -439,6 +454,7 @@ sites:
         assert_eq!(c.cache.memory, ByteSize(64 << 20));
         assert_eq!(c.cache.disk, ByteSize(1 << 30));
         assert_eq!(c.deadline_ms, 5000);
+        assert_eq!(c.drain_ms, 10_000);
         assert_eq!(c.cache.eviction, "sieve");
         assert_eq!(
             c.sites[0].ignore_query,
@@ -466,6 +482,8 @@ sites:
         assert!(e.contains("colour"), "{e}");
         let e = error_of(&GOOD.replace(", dir: /tmp/x", ""));
         assert!(e.contains("cache.dir"), "{e}");
+        let e = error_of(&GOOD.replace("node_id: edge-1", "node_id: edge-1\ndrain_ms: 3600000"));
+        assert!(e.contains("drain_ms"), "{e}");
     }
 
     #[test]

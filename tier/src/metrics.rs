@@ -70,7 +70,8 @@ impl TierMetrics {
         self.latency[cache].observe(seconds);
     }
 
-    /// Counts a feed request refused, by `reason` (`bad_request`, `client_full`, `edge_full`).
+    /// Counts a feed request refused, by `reason` (`bad_request`, `client_full`, `edge_full`,
+    /// `stopping`).
     pub fn feed_rejected(&self, reason: &str) {
         self.feed_rejected.with_label_values(&[reason]).inc();
     }
@@ -176,7 +177,7 @@ pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| {
         ),
         feed_rejected: register(
             "fresco_feed_rejected_total",
-            "Feed requests refused, by reason (bad_request, client_full, edge_full)",
+            "Feed requests refused, by reason (bad_request, client_full, edge_full, stopping)",
             &["reason"],
         ),
     }

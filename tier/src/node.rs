@@ -17,6 +17,7 @@ use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::{FreshnessSection, NodeConfig};
+use crate::drain::{DrainOnTerminate, RequestsInFlight};
 use crate::feed::{FeedHub, prefill};
 use crate::freshness::Freshness;
 use crate::freshness::subscriber::{self, SubscriberConfig};
@@ -34,7 +35,7 @@ pub struct NodeArgs {
 }
 
 /// Reports the node ready once every service runs, and unready (closing the change feeds) as
-/// soon as shutdown begins. The store is closed later, in [`run`], once the services' runtimes
+/// soon as shutdown begins (a SIGTERM has done both already, before its drain: [`crate::drain`]). The store is closed later, in [`run`], once the services' runtimes
 /// are gone: pingora drops every task of theirs when it shuts them down, so a close awaited
 /// here would be cut short and lose the disk writes still queued.
 struct Readiness {
@@ -134,9 +135,9 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Runs a node of `role` with the command line of this process until pingora's signal
-/// handling stops it (SIGTERM: graceful, SIGINT: fast), then closes the store so that every
-/// fill already served is on disk for the next start.
+/// Runs a node of `role` with the command line of this process until a signal stops it
+/// (SIGTERM: after draining the requests in flight, see [`crate::drain`]; SIGINT: at once),
+/// then closes the store so that every fill already served is on disk for the next start.
 pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     let config = match NodeConfig::load(&args.config) {
         Ok(config) => config,
@@ -185,7 +186,8 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
         catch_up_before_serving(fresh);
     }
     raise_open_files_limit();
-    let proxy = match CacheProxy::new(role, &config, store, freshness.clone(), feed.clone()) {
+    let requests = RequestsInFlight::default();
+    let proxy = match CacheProxy::new(role, &config, store, freshness.clone(), feed.clone(), requests.clone()) {
         Ok(proxy) => proxy,
         Err(e) => {
             eprintln!("fresco-{}: {e}", role.name());
@@ -216,6 +218,12 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     admin.threads = Some(1);
     server.add_service(proxy_service);
     server.add_service(admin);
+    let signals = DrainOnTerminate {
+        ready: ready.clone(),
+        feed: feed.clone(),
+        requests,
+        limit: config.drain_limit(),
+    };
     server.add_service(background_service("readiness", Readiness { ready, feed }));
 
     tracing::info!(
@@ -229,7 +237,9 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     );
     // `run` returns once every service runtime has exited, so no fill can start after this;
     // the store's own runtime flushes what is queued.
-    server.run(RunArgs::default());
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
     tracing::info!("services stopped: closing the cache store");
     runtime.block_on(store.close());
     tracing::info!("cache store closed");

@@ -27,6 +27,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::cache_key::{cache_key, primary_key};
 use crate::config::{BrowserCache, NodeConfig, parse_origin};
 use crate::content_coding::HitCoding;
+use crate::drain::{InFlight, RequestsInFlight};
 use crate::errors::{FailureKind, send_json_error};
 use crate::feed::FeedHub;
 use crate::feed::index::UrlFacts;
@@ -94,6 +95,8 @@ pub struct RequestCtx {
     min_seq: u64,
     /// How a hit's body is coded and sent.
     coding: HitCoding,
+    /// Counts this request for a graceful stop (none for a change feed).
+    in_flight: Option<InFlight>,
 }
 
 /// The caching reverse proxy of an edge or a shield.
@@ -108,6 +111,7 @@ pub struct CacheProxy {
     lock: &'static CacheKeyLockImpl,
     /// Edge with freshness: the change feed.
     feed: Option<Arc<FeedHub>>,
+    requests: RequestsInFlight,
 }
 
 /// Freshness for cacheable responses that carry no Cache-Control or Expires (RFC 9111 §4.2.2
@@ -137,6 +141,7 @@ impl CacheProxy {
         store: &'static FoyerStorage,
         freshness: Option<Arc<Freshness>>,
         feed: Option<Arc<FeedHub>>,
+        requests: RequestsInFlight,
     ) -> std::io::Result<Self> {
         HEURISTIC_TTL_SECS.store(config.cache.default_ttl_secs, Ordering::Relaxed);
         let sites = config
@@ -174,6 +179,7 @@ impl CacheProxy {
             store,
             lock: Box::leak(lock),
             feed: if role == Role::Edge { feed } else { None },
+            requests,
         })
     }
 
@@ -309,11 +315,14 @@ impl ProxyHttp for CacheProxy {
             fenced: false,
             min_seq: 0,
             coding: HitCoding::default(),
+            in_flight: Some(self.requests.enter()),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if self.role == Role::Edge && session.req_header().uri.path().starts_with("/_fresco/") {
+            // A feed lasts until its client leaves: a stop ends it rather than waiting for it.
+            ctx.in_flight = None;
             self.serve_own(session).await?;
             return Ok(true);
         }

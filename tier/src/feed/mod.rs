@@ -179,6 +179,13 @@ impl FeedHub {
 
     /// Admits a connection from `client`, or says why not (429 or 503).
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Admission, subscription::Refusal> {
+        if *self.closing.borrow() {
+            METRICS.feed_rejected("stopping");
+            return Err(subscription::Refusal::new(
+                503,
+                "this edge is stopping; try another edge",
+            ));
+        }
         let mut per_client = self.per_client.lock();
         // The gauge is the count of open feeds (one hub per process; it moves under this lock).
         if METRICS.feed_connections.get() as usize >= self.limits.max_connections {
