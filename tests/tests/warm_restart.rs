@@ -208,3 +208,22 @@ async fn a_stopping_edge_finishes_its_requests_in_flight_keeps_their_fills_and_e
     assert_eq!(fetch(&edge, path).await.0, "HIT");
     assert_eq!(origin.seen(path).requests, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigint_cuts_a_drain_short() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(1, 0).start();
+    let edge = cluster.info.edges[0].clone();
+    // The origin never answers /hang/: the request would hold the drain until the edge's
+    // deadline (5 s).
+    let path = "/hang/drain.png";
+    let hanging = tokio::spawn(client().get(format!("{}{path}", edge.url)).send());
+    while origin.seen(path).requests == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    signal_node(&edge, Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    signal_node(&edge, Signal::SIGINT);
+    wait_for_exit(&edge, Duration::from_secs(2));
+    hanging.abort();
+}

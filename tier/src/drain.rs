@@ -2,7 +2,8 @@
 //! load balancer sends it no more work), ends its change feeds (their clients resume on another
 //! edge by id) and lets the requests in flight finish, for at most `drain_ms`; only then does
 //! pingora stop its services, which drops whatever is still running. Without the wait, every
-//! download and fill in progress at SIGTERM would be cut. SIGINT stops at once.
+//! download and fill in progress at SIGTERM would be cut. SIGINT stops at once, also during a
+//! drain.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora_core::server::{ShutdownSignal, ShutdownSignalWatch, UnixShutdownSignalWatch};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::feed::FeedHub;
 
@@ -55,9 +57,11 @@ pub struct DrainOnTerminate {
 #[async_trait]
 impl ShutdownSignalWatch for DrainOnTerminate {
     async fn recv(&self) -> ShutdownSignal {
-        let signal = UnixShutdownSignalWatch.recv().await;
-        if !matches!(signal, ShutdownSignal::GracefulTerminate) {
-            return signal;
+        // Registered before the wait, so that a SIGINT during a drain cuts it short.
+        let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+        let requested = UnixShutdownSignalWatch.recv().await;
+        if !matches!(requested, ShutdownSignal::GracefulTerminate) {
+            return requested;
         }
         self.ready.store(false, Ordering::Release);
         if let Some(feed) = &self.feed {
@@ -66,7 +70,13 @@ impl ShutdownSignalWatch for DrainOnTerminate {
         let started = Instant::now();
         let at_start = self.requests.count();
         while self.requests.count() > 0 && started.elapsed() < self.limit {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                _ = interrupt.recv() => {
+                    tracing::warn!(requests = self.requests.count(), "SIGINT during the drain: stopping at once");
+                    return ShutdownSignal::FastShutdown;
+                }
+            }
         }
         let left = self.requests.count();
         if left == 0 {
@@ -82,6 +92,6 @@ impl ShutdownSignalWatch for DrainOnTerminate {
                 "SIGTERM: requests still in flight after the drain limit are cut"
             );
         }
-        signal
+        requested
     }
 }
