@@ -5,7 +5,7 @@
 mod through_storage;
 
 use fresco_store::{FoyerStorage, StoreConfig};
-use through_storage::{body, get, put};
+use through_storage::{body, get, purge_then_restart, put};
 
 /// A burst of fills from several threads must all be on disk after a clean stop: foyer drops
 /// writes its buffers cannot take (this lost up to 89% with buffers of two blocks), and its
@@ -78,9 +78,6 @@ async fn objects_filled_concurrently_all_come_back_after_a_restart() {
 /// test process; this in-process version has not reproduced it, so it is a guard, not a proof.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_purged_object_stays_gone_while_the_disk_is_busy() {
-    use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
-    use pingora_cache::trace::Span;
-
     let noise_dir = tempfile::tempdir().unwrap();
     let noise = FoyerStorage::open(
         StoreConfig::new(64 << 20)
@@ -97,32 +94,7 @@ async fn a_purged_object_stays_gone_while_the_disk_is_busy() {
     });
     for round in 0..30 {
         let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig::new(8 << 20)
-            .with_disk(dir.path(), 64 << 20)
-            .with_block_bytes(1 << 20);
-        let store = FoyerStorage::open(config.clone()).await.unwrap().leak();
-        put(store, "/a.jpg", body(1, 50_000)).await;
-        put(store, "/b.jpg", body(2, 50_000)).await;
-        let span = Span::inactive().handle();
-        let compact = through_storage::key("/a.jpg").to_compact();
-        store
-            .purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &span)
-            .await
-            .unwrap();
-        assert_eq!(
-            get(store, "/a.jpg").await,
-            None,
-            "round {round}: served after its purge"
-        );
-        store.close().await;
-        let store = FoyerStorage::open(config).await.unwrap().leak();
-        assert_eq!(get(store, "/a.jpg").await, None, "round {round}: back after a restart");
-        assert_eq!(
-            get(store, "/b.jpg").await,
-            Some(body(2, 50_000)),
-            "round {round}: the rest stays"
-        );
-        store.close().await;
+        purge_then_restart(dir.path(), &format!("round {round}")).await;
     }
     busy.abort();
 }

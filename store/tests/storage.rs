@@ -6,7 +6,7 @@ use bytes::Bytes;
 use fresco_store::{CompleteHit, FoyerStorage, StoreConfig};
 use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
 use pingora_cache::trace::Span;
-use through_storage::{body, get, key, meta, put, put_typed};
+use through_storage::{body, get, key, meta, purge_then_restart, put, put_typed};
 
 #[tokio::test]
 async fn memory_tier_is_weighed_in_bytes() {
@@ -31,33 +31,7 @@ async fn memory_tier_is_weighed_in_bytes() {
 #[tokio::test]
 async fn purge_survives_restart_and_the_rest_stays_warm() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::new(8 << 20)
-        .with_disk(dir.path(), 64 << 20)
-        .with_block_bytes(1 << 20);
-    {
-        let store = FoyerStorage::open(config.clone()).await.unwrap().leak();
-        put(store, "/a.jpg", body(1, 50_000)).await;
-        put(store, "/b.jpg", body(2, 50_000)).await;
-        let span = Span::inactive().handle();
-        let compact = key("/a.jpg").to_compact();
-        store
-            .purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &span)
-            .await
-            .unwrap();
-        assert!(get(store, "/a.jpg").await.is_none());
-        store.close().await;
-    }
-    let store = FoyerStorage::open(config).await.unwrap().leak();
-    assert!(
-        get(store, "/a.jpg").await.is_none(),
-        "a purged object must not come back after restart"
-    );
-    assert_eq!(
-        get(store, "/b.jpg").await,
-        Some(body(2, 50_000)),
-        "the rest is recovered from disk"
-    );
-    store.close().await;
+    purge_then_restart(dir.path(), "a quiet disk").await;
 }
 
 #[tokio::test]

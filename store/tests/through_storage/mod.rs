@@ -1,13 +1,14 @@
 //! Storing and reading objects through pingora's `Storage` interface, as the proxy does; shared
 //! by the store's integration tests.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use fresco_store::FoyerStorage;
+use fresco_store::{FoyerStorage, StoreConfig};
 use pingora_cache::CacheMeta;
 use pingora_cache::key::CacheKey;
-use pingora_cache::storage::Storage;
+use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
 use pingora_cache::trace::Span;
 use pingora_http::ResponseHeader;
 
@@ -62,4 +63,32 @@ pub fn body(seed: u8, len: usize) -> Bytes {
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect::<Vec<_>>()
         .into()
+}
+
+/// On a new store with its disk in `dir`: stores `/a.jpg` and `/b.jpg`, purges `/a.jpg`, and
+/// checks that it is gone, then again after a clean restart, while `/b.jpg` comes back from
+/// disk. `run` names the run in failure messages.
+pub async fn purge_then_restart(dir: &Path, run: &str) {
+    let config = StoreConfig::new(8 << 20)
+        .with_disk(dir, 64 << 20)
+        .with_block_bytes(1 << 20);
+    let store = FoyerStorage::open(config.clone()).await.unwrap().leak();
+    put(store, "/a.jpg", body(1, 50_000)).await;
+    put(store, "/b.jpg", body(2, 50_000)).await;
+    let span = Span::inactive().handle();
+    let compact = key("/a.jpg").to_compact();
+    store
+        .purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &span)
+        .await
+        .unwrap();
+    assert_eq!(get(store, "/a.jpg").await, None, "{run}: served after its purge");
+    store.close().await;
+    let store = FoyerStorage::open(config).await.unwrap().leak();
+    assert_eq!(get(store, "/a.jpg").await, None, "{run}: back after a restart");
+    assert_eq!(
+        get(store, "/b.jpg").await,
+        Some(body(2, 50_000)),
+        "{run}: the rest is recovered from disk"
+    );
+    store.close().await;
 }
