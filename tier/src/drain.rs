@@ -16,24 +16,31 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::feed::FeedHub;
 
 /// Counts the proxy's requests in progress (feeds excepted: they are ended, not waited for).
-#[derive(Clone, Default)]
-pub struct RequestsInFlight(Arc<AtomicUsize>);
+/// The count lives as long as the process, so that a request's guard costs one atomic add
+/// and one subtract, not a reference count as well.
+#[derive(Clone, Copy)]
+pub struct RequestsInFlight(&'static AtomicUsize);
 
 impl RequestsInFlight {
+    /// A new counter, never freed (a node makes one for its proxy).
+    pub fn leaked() -> Self {
+        Self(Box::leak(Box::new(AtomicUsize::new(0))))
+    }
+
     /// A request begins; it ends when the returned guard is dropped.
-    pub fn enter(&self) -> InFlight {
+    pub fn enter(self) -> InFlight {
         self.0.fetch_add(1, Ordering::AcqRel);
-        InFlight(self.0.clone())
+        InFlight(self.0)
     }
 
     /// Requests in progress now.
-    pub fn count(&self) -> usize {
+    pub fn count(self) -> usize {
         self.0.load(Ordering::Acquire)
     }
 }
 
 /// One request in progress, counted until dropped.
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(&'static AtomicUsize);
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -186,8 +186,8 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
         catch_up_before_serving(fresh);
     }
     raise_open_files_limit();
-    let requests = RequestsInFlight::default();
-    let proxy = match CacheProxy::new(role, &config, store, freshness.clone(), feed.clone(), requests.clone()) {
+    let requests = RequestsInFlight::leaked();
+    let proxy = match CacheProxy::new(role, &config, store, freshness.clone(), feed.clone(), requests) {
         Ok(proxy) => proxy,
         Err(e) => {
             eprintln!("fresco-{}: {e}", role.name());
