@@ -209,14 +209,7 @@ impl StoredObject {
             logical_len,
             data,
         });
-        (
-            EntryRecord {
-                meta: self.meta,
-                digest,
-                logical_len,
-            },
-            body,
-        )
+        (EntryRecord::new(self.meta, digest, logical_len), body)
     }
 
     fn decode_v1(r: &mut impl Read) -> Result<Self, FormatError> {
@@ -257,9 +250,26 @@ pub struct EntryRecord {
     meta: StoredMeta,
     digest: Digest,
     logical_len: u64,
+    /// Derived from `digest` once, when the record is made or read, rather than on every hit
+    /// (not stored).
+    body_key: u128,
 }
 
 impl EntryRecord {
+    fn new(meta: StoredMeta, digest: Digest, logical_len: u64) -> Self {
+        Self {
+            meta,
+            digest,
+            logical_len,
+            body_key: body_key(&digest),
+        }
+    }
+
+    /// The cache key of its body record ([`body_key`] of its digest).
+    pub fn body_key(&self) -> u128 {
+        self.body_key
+    }
+
     /// The metadata.
     pub fn stored_meta(&self) -> &StoredMeta {
         &self.meta
@@ -279,8 +289,7 @@ impl EntryRecord {
     pub fn with_meta(&self, meta: &CacheMeta) -> pingora_error::Result<Self> {
         Ok(Self {
             meta: StoredMeta::new(meta)?,
-            digest: self.digest,
-            logical_len: self.logical_len,
+            ..*self
         })
     }
 }
@@ -417,11 +426,7 @@ impl Record {
                 let meta = StoredMeta::decode_from(r)?;
                 let digest = read_digest(r)?;
                 let logical_len = read_u64(r)?;
-                Ok(Self::Entry(EntryRecord {
-                    meta,
-                    digest,
-                    logical_len,
-                }))
+                Ok(Self::Entry(EntryRecord::new(meta, digest, logical_len)))
             }
             b'B' => {
                 let digest = read_digest(r)?;

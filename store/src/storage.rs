@@ -383,7 +383,7 @@ impl FoyerStorage {
         let Record::Entry(record) = entry.value() else {
             return Some((Found { entry, body: None }, tier));
         };
-        let key = body_key(record.digest());
+        let key = record.body_key();
         // The hot path: the body in memory, trusted as it is.
         let body = match self.cache.memory().get(&key) {
             Some(body) if matches!(body.value(), Record::Body(b) if b.digest() == record.digest()) => Some(body),
