@@ -1,9 +1,9 @@
 //! A graceful stop. On SIGTERM a node first stops being ready (`/readyz` answers 503, so a
-//! load balancer sends it no more work), ends its change feeds (their clients resume on another
-//! edge by id) and lets the requests in flight finish, for at most `drain_ms`; only then does
-//! pingora stop its services, which drops whatever is still running. Without the wait, every
-//! download and fill in progress at SIGTERM would be cut. SIGINT stops at once, also during a
-//! drain.
+//! load balancer sends it no more work), ends its change feeds (their clients resume by id:
+//! the Rust client on its next edge, live.js on this one once it is back) and lets the
+//! requests in flight finish, for at most `drain_ms`; only then does pingora stop its
+//! services, which drops whatever is still running. Without the wait, every download and fill
+//! in progress at SIGTERM would be cut. SIGINT stops at once, also during a drain.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
