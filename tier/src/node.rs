@@ -34,25 +34,20 @@ pub struct NodeArgs {
     pub check: bool,
 }
 
-/// Reports the node ready once every service runs, and unready (closing the change feeds) as
-/// soon as shutdown begins (a SIGTERM has done both already, before its drain: [`crate::drain`]). The store is closed later, in [`run`], once the services' runtimes
-/// are gone: pingora drops every task of theirs when it shuts them down, so a close awaited
-/// here would be cut short and lose the disk writes still queued.
+/// Reports the node ready once every service runs. Unready again is the drain's doing, at
+/// SIGTERM ([`crate::drain`]); a SIGINT ends the process at once. The store is closed later,
+/// in [`run`], once the services' runtimes are gone: pingora drops every task of theirs when it
+/// shuts them down, so a close awaited in a service would be cut short and lose the disk
+/// writes still queued.
 struct Readiness {
     ready: Arc<AtomicBool>,
-    feed: Option<Arc<FeedHub>>,
 }
 
 #[async_trait]
 impl BackgroundService for Readiness {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    async fn start(&self, _shutdown: ShutdownWatch) {
         self.ready.store(true, Ordering::Release);
         tracing::info!("node ready");
-        let _ = shutdown.changed().await;
-        self.ready.store(false, Ordering::Release);
-        if let Some(feed) = &self.feed {
-            feed.close();
-        }
     }
 }
 
@@ -220,11 +215,11 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     server.add_service(admin);
     let signals = DrainOnTerminate {
         ready: ready.clone(),
-        feed: feed.clone(),
+        feed,
         requests,
         limit: config.drain_limit(),
     };
-    server.add_service(background_service("readiness", Readiness { ready, feed }));
+    server.add_service(background_service("readiness", Readiness { ready }));
 
     tracing::info!(
         role = role.name(),
