@@ -111,6 +111,10 @@ pub struct LeaseRequest {
     pub role: Role,
     /// The address it serves on.
     pub address: String,
+    /// The address of its admin endpoints (`/readyz`), which edges probe before they route
+    /// misses to a shield. Absent from nodes that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
     /// The highest sequence it has applied, with every one before it.
     pub applied: u64,
 }

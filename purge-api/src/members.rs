@@ -19,6 +19,7 @@ use tokio::sync::watch;
 struct Member {
     role: Role,
     address: String,
+    admin: Option<String>,
     applied: u64,
     shown_head: u64,
     lease_until: Option<Instant>,
@@ -49,6 +50,9 @@ pub struct MemberView {
     pub role: Role,
     /// Where it serves.
     pub address: String,
+    /// Where its admin endpoints are (`/readyz`), when it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
     /// Highest sequence applied.
     pub applied: u64,
     /// Milliseconds its lease has left (as purge-api bounds it); 0 when fenced.
@@ -109,6 +113,7 @@ impl Members {
         let member = state.members.entry(request.node.clone()).or_insert_with(|| Member {
             role: request.role,
             address: request.address.clone(),
+            admin: request.admin.clone(),
             applied: 0,
             // First contact: the node must catch up to the head it is shown now.
             shown_head: head,
@@ -117,6 +122,7 @@ impl Members {
         });
         member.role = request.role;
         member.address.clone_from(&request.address);
+        member.admin.clone_from(&request.admin);
         member.applied = member.applied.max(request.applied);
         member.last_seen = now;
         let needed = answered_max.max(member.shown_head);
@@ -248,6 +254,7 @@ impl Members {
                 id: id.clone(),
                 role: m.role,
                 address: m.address.clone(),
+                admin: m.admin.clone(),
                 applied: m.applied,
                 lease_ms_left: m
                     .lease_until
@@ -280,6 +287,7 @@ mod tests {
             node: node.into(),
             role: Role::Edge,
             address: "127.0.0.1:1".into(),
+            admin: None,
             applied,
         }
     }

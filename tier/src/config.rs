@@ -118,10 +118,14 @@ pub struct NodeConfig {
     pub drain_ms: u64,
     /// The cache store.
     pub cache: CacheSection,
-    /// Edge only: the shields to fetch misses from, in order of preference. Empty: go to the
-    /// site's origin directly.
+    /// Edge only: shields known from the start. With a `freshness` section (and
+    /// `routing.discover`), the shields purge-api lists join them at runtime. None at all: misses
+    /// go to the site's origin directly.
     #[serde(default)]
-    pub shields: Vec<SocketAddr>,
+    pub shields: Vec<ShieldEntry>,
+    /// Edge only: how misses are spread over the shields (`tier::routing`).
+    #[serde(default)]
+    pub routing: RoutingSection,
     /// The sites served; the first one is the default for unknown hosts.
     pub sites: Vec<SiteConfig>,
     /// The purge API this node follows. Without it the node has no leases and no purges: a
@@ -168,6 +172,84 @@ impl Default for FeedSection {
             history: 4096,
             heartbeat_secs: 15,
             remembered_urls: 100_000,
+        }
+    }
+}
+
+/// One shield of an edge's `shields:` list: `{id, address, admin}`, or a bare `ip:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShieldEntry {
+    /// The shield's node id: what the ring hashes, so it must be the same on every edge.
+    /// A bare address is its own id.
+    pub id: String,
+    /// Its proxy address.
+    pub address: SocketAddr,
+    /// Its admin address, probed at `/readyz`. Without one the shield gets passive checks only
+    /// (a connection that fails or times out takes it out for a while).
+    pub admin: Option<SocketAddr>,
+}
+
+impl<'de> Deserialize<'de> for ShieldEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            id: String,
+            address: SocketAddr,
+            #[serde(default)]
+            admin: Option<SocketAddr>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bare(SocketAddr),
+            Full(Full),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("a shield is `ip:port` or `{id, address: ip:port, admin: ip:port}`")
+        })? {
+            Raw::Bare(address) => Ok(Self {
+                id: address.to_string(),
+                address,
+                admin: None,
+            }),
+            Raw::Full(f) => Ok(Self {
+                id: f.id,
+                address: f.address,
+                admin: f.admin,
+            }),
+        }
+    }
+}
+
+/// The `routing:` section of an edge: the shield ring (docs/routing.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingSection {
+    /// On how many shields each key is stored: its first `replicas` shields on the ring, over
+    /// which this edge spreads the key's misses. Default: 1.
+    pub replicas: usize,
+    /// The longest an edge waits for a shield to start answering before it tries again: the
+    /// same shield if it still answers its health probe (the origin is slow; the retry joins
+    /// the fetch already running there), the next one on the ring if not (it hangs).
+    /// Default: 1000.
+    pub shield_timeout_ms: u64,
+    /// How often each shield's `/readyz` is probed. Default: 500.
+    pub health_interval_ms: u64,
+    /// How long a shield that refused a connection or hung stays out of the ring. Default: 2000.
+    pub passive_down_ms: u64,
+    /// Learn shields at runtime from purge-api's member list (needs `freshness`). Default: true.
+    pub discover: bool,
+}
+
+impl Default for RoutingSection {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            shield_timeout_ms: 1000,
+            health_interval_ms: 500,
+            passive_down_ms: 2000,
+            discover: true,
         }
     }
 }
@@ -365,6 +447,32 @@ impl NodeConfig {
         if self.sites.is_empty() {
             return fail("sites", "must list at least one site");
         }
+        let routing = &self.routing;
+        if routing.replicas == 0 {
+            return fail("routing.replicas", "must be at least 1");
+        }
+        if routing.shield_timeout_ms < 50 {
+            return fail("routing.shield_timeout_ms", "must be at least 50");
+        }
+        if routing.health_interval_ms < 10 {
+            return fail("routing.health_interval_ms", "must be at least 10");
+        }
+        if routing.health_interval_ms * 3 / 2 >= routing.shield_timeout_ms {
+            // A frozen shield must fail a probe before a request waiting on it times out, or
+            // the request takes it for a slow one and asks it again.
+            return fail(
+                "routing.health_interval_ms",
+                "must be less than two thirds of routing.shield_timeout_ms",
+            );
+        }
+        for (i, shield) in self.shields.iter().enumerate() {
+            if shield.id.is_empty() {
+                return fail(&format!("shields[{i}].id"), "must not be empty");
+            }
+            if self.shields[..i].iter().any(|s| s.id == shield.id) {
+                return fail(&format!("shields[{i}].id"), "is listed twice");
+            }
+        }
         let feed = &self.feed;
         for (field, value) in [
             ("feed.max_subscriptions", feed.max_subscriptions),
@@ -442,7 +550,7 @@ node_id: edge-1
 listen: 127.0.0.1:8081
 admin_listen: 127.0.0.1:9081
 cache: { memory: 64MiB, disk: 1GiB, dir: /tmp/x }
-shields: [127.0.0.1:8090]
+shields: [127.0.0.1:8090, {id: shield-2, address: 127.0.0.1:8091, admin: 127.0.0.1:9091}]
 sites:
   - name: default
     origin: http://127.0.0.1:8080
@@ -463,6 +571,9 @@ sites:
         );
         assert_eq!(c.sites[0].browser_cache, BrowserCache::Revalidate);
         assert_eq!(c.feed.max_subscriptions, 256);
+        assert_eq!(c.routing.replicas, 1);
+        assert_eq!(c.shields[0].id, "127.0.0.1:8090", "a bare address is its own id");
+        assert_eq!(c.shields[1].admin, Some("127.0.0.1:9091".parse().unwrap()));
     }
 
     fn error_of(text: &str) -> String {
@@ -484,6 +595,12 @@ sites:
         assert!(e.contains("cache.dir"), "{e}");
         let e = error_of(&GOOD.replace("node_id: edge-1", "node_id: edge-1\ndrain_ms: 3600000"));
         assert!(e.contains("drain_ms"), "{e}");
+        let e = error_of(&GOOD.replace("node_id: edge-1", "node_id: edge-1\nrouting: {replicas: 0}"));
+        assert!(e.contains("routing.replicas"), "{e}");
+        let e = error_of(&GOOD.replace("127.0.0.1:8090,", "nowhere,"));
+        assert!(e.contains("shields[0]") && e.contains("ip:port"), "{e}");
+        let e = error_of(&GOOD.replace("127.0.0.1:8090,", "{id: shield-2, address: 127.0.0.1:1},"));
+        assert!(e.contains("shields[1].id") && e.contains("twice"), "{e}");
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod immutable;
 pub mod metrics;
 pub mod node;
 pub mod proxy;
+pub mod routing;

@@ -22,6 +22,7 @@ use crate::feed::{FeedHub, prefill};
 use crate::freshness::Freshness;
 use crate::freshness::subscriber::{self, SubscriberConfig};
 use crate::proxy::{CacheProxy, Role};
+use crate::routing::ShieldRouter;
 
 /// The command line of `fresco-edge` and `fresco-shield`.
 #[derive(Parser, Debug)]
@@ -69,6 +70,7 @@ fn start_subscriber(
             Role::Shield => fresco_protocol::Role::Shield,
         },
         address: config.listen.to_string(),
+        admin: Some(config.admin_listen.to_string()),
     };
     let (purge_api, token) = (section.purge_api.clone(), section.token.clone());
     std::thread::Builder::new()
@@ -178,11 +180,20 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     };
     if let (Some(fresh), Some(section)) = (&freshness, &config.freshness) {
         start_subscriber(fresh.clone(), feed.clone(), section, &config, role);
+    }
+    // An edge learns its shields before it listens, or its first misses would all go to the
+    // origin.
+    let router = (role == Role::Edge).then(|| {
+        let router = ShieldRouter::new(&config);
+        router.start(CATCH_UP_WAIT);
+        router
+    });
+    if let Some(fresh) = &freshness {
         catch_up_before_serving(fresh);
     }
     raise_open_files_limit();
     let requests = RequestsInFlight::leaked();
-    let proxy = match CacheProxy::new(role, &config, store, freshness.clone(), feed.clone(), requests) {
+    let proxy = match CacheProxy::new(role, &config, store, freshness.clone(), feed.clone(), router, requests) {
         Ok(proxy) => proxy,
         Err(e) => {
             eprintln!("fresco-{}: {e}", role.name());

@@ -1,8 +1,8 @@
 //! [`CacheProxy`]: the pingora `ProxyHttp` both tiers run.
 //!
 //! Edge and shield differ only in where a miss goes ([`Role`]): a shield asks the site's
-//! origin; an edge asks the first shield that accepts a connection, and the origin when no
-//! shield does (or none is configured). Everything else, cache policy included, is shared.
+//! origin; an edge asks the key's shield on the ring ([`crate::routing`]), and the origin when
+//! no shield can be used (or none is known). Everything else, cache policy included, is shared.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use crate::freshness::Freshness;
 use crate::freshness::rules::Verdict;
 use crate::immutable::{marked_immutable, versioned_url};
 use crate::metrics::METRICS;
+use crate::routing::{Failure, Retry, Shield, ShieldRouter, hash64};
 
 /// Which tier a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,12 +80,35 @@ pub const ORIGIN_CACHE_CONTROL_HEADER: &str = "x-fresco-origin-cache-control";
 /// The header an edge asks a shield with: the purge sequence the answer must be fresh against.
 pub const MIN_SEQ_HEADER: &str = "x-fresco-min-seq";
 
+/// Where the current upstream attempt of a request goes.
+#[derive(Clone, Debug, Default)]
+enum Upstream {
+    /// Not gone upstream (yet).
+    #[default]
+    None,
+    /// A shield, picked on the ring.
+    Shield(Arc<Shield>),
+    /// The site's origin.
+    Origin,
+}
+
+impl Upstream {
+    fn is_shield(&self) -> bool {
+        matches!(self, Self::Shield(_))
+    }
+}
+
 /// Per-request state.
 pub struct RequestCtx {
     site: usize,
     started: Instant,
-    shield_attempt: usize,
-    upstream: Option<&'static str>,
+    upstream: Upstream,
+    /// Attempts at the current shield so far (asking a slow shield again counts).
+    shield_attempts: u32,
+    /// Shields that failed this request: the next attempt skips them.
+    tried: Vec<Arc<Shield>>,
+    /// A slow (not hung) shield to ask again: the retry joins its fetch.
+    ask_again: Option<Arc<Shield>>,
     /// The purges applied when the request began: what a fill made by it is fresh against.
     fill_seq: u64,
     /// The upstream's `X-Fresco-Applied`, when it sent one.
@@ -105,7 +129,8 @@ pub struct CacheProxy {
     freshness: Option<Arc<Freshness>>,
     node_id: String,
     sites: Vec<Site>,
-    shields: Vec<SocketAddr>,
+    /// Edge: where misses go.
+    router: Option<Arc<ShieldRouter>>,
     deadline: Duration,
     store: &'static FoyerStorage,
     lock: &'static CacheKeyLockImpl,
@@ -141,6 +166,7 @@ impl CacheProxy {
         store: &'static FoyerStorage,
         freshness: Option<Arc<Freshness>>,
         feed: Option<Arc<FeedHub>>,
+        router: Option<Arc<ShieldRouter>>,
         requests: RequestsInFlight,
     ) -> std::io::Result<Self> {
         HEURISTIC_TTL_SECS.store(config.cache.default_ttl_secs, Ordering::Relaxed);
@@ -170,11 +196,7 @@ impl CacheProxy {
             freshness,
             node_id: config.node_id.clone(),
             sites,
-            shields: if role == Role::Edge {
-                config.shields.clone()
-            } else {
-                Vec::new()
-            },
+            router: router.filter(|r| role == Role::Edge && r.has_shields()),
             deadline: config.deadline(),
             store,
             lock: Box::leak(lock),
@@ -264,6 +286,26 @@ pub fn cache_label(phase: CachePhase) -> &'static str {
     }
 }
 
+/// Whether a request's `Cache-Control` has `only-if-cached`.
+fn only_if_cached(req: &RequestHeader) -> bool {
+    req.headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("only-if-cached"))
+}
+
+/// What the ring hashes for a request: the primary cache key, so a key's variants share a
+/// shield (the path for a request the cache was never enabled for).
+fn routing_key(session: &Session) -> u64 {
+    if session.cache.enabled() {
+        hash64(session.cache.cache_key().primary_key())
+    } else {
+        hash64(session.req_header().uri.path().as_bytes())
+    }
+}
+
 /// A header's value as a number.
 fn header_u64(headers: &HMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.parse().ok()
@@ -308,8 +350,10 @@ impl ProxyHttp for CacheProxy {
         RequestCtx {
             site: 0,
             started: Instant::now(),
-            shield_attempt: 0,
-            upstream: None,
+            upstream: Upstream::None,
+            shield_attempts: 0,
+            tried: Vec::new(),
+            ask_again: None,
             fill_seq: 0,
             upstream_applied: None,
             fenced: false,
@@ -455,7 +499,7 @@ impl ProxyHttp for CacheProxy {
             // A shield behind this node's purges may have answered from a copy this node
             // already knows is purged: serve it (the request may be older than the purge's
             // answer), but do not keep it.
-            if ctx.upstream == Some("shield") && ctx.upstream_applied.unwrap_or(0) < ctx.fill_seq {
+            if ctx.upstream.is_shield() && ctx.upstream_applied.unwrap_or(0) < ctx.fill_seq {
                 return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom(
                     "shield behind this node's purges",
                 )));
@@ -498,32 +542,103 @@ impl ProxyHttp for CacheProxy {
         variance.finalize()
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let remaining = self.remaining(ctx)?;
-        let (addr, upstream) = match self.shields.get(ctx.shield_attempt) {
-            Some(shield) => (*shield, "shield"),
-            None => (self.sites[ctx.site].origin, "origin"),
-        };
-        ctx.upstream = Some(upstream);
-        match upstream {
-            "shield" => METRICS.shield_fetches.inc(),
-            _ => METRICS.origin_fetches.inc(),
+    async fn proxy_upstream_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool>
+    where
+        Self::CTX: Send + Sync,
+    {
+        // RFC 9111 §5.2.1.7: a client that asks for a stored response only gets a 504 rather
+        // than a fetch. Operators use it to see which shield holds a key.
+        if only_if_cached(session.req_header()) {
+            let message = "not in this node's cache (the request said only-if-cached)";
+            send_json_error(session, 504, message, &self.node_id).await?;
+            return Ok(false);
         }
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let remaining = self.remaining(ctx)?;
+        let shield = match (ctx.ask_again.take(), &self.router) {
+            (Some(again), _) => Some(again),
+            (None, Some(router)) => {
+                ctx.shield_attempts = 0;
+                router.pick(routing_key(session), &ctx.tried)
+            }
+            (None, None) => None,
+        };
+        ctx.shield_attempts += 1;
+        let (addr, answer_within) = match &shield {
+            Some(shield) => {
+                METRICS.shield_fetches.inc();
+                let timeout = self.router.as_ref().map_or(remaining, |r| r.shield_timeout());
+                (shield.address, remaining.min(timeout))
+            }
+            None => {
+                METRICS.origin_fetches.inc();
+                (self.sites[ctx.site].origin, remaining)
+            }
+        };
+        ctx.upstream = shield.map_or(Upstream::Origin, Upstream::Shield);
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(remaining.min(Duration::from_secs(1)));
         peer.options.total_connection_timeout = Some(remaining);
-        peer.options.read_timeout = Some(remaining);
-        peer.options.write_timeout = Some(remaining);
+        peer.options.read_timeout = Some(answer_within);
+        peer.options.write_timeout = Some(answer_within);
         Ok(Box::new(peer))
     }
 
     fn fail_to_connect(&self, _: &mut Session, _: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
-        if ctx.shield_attempt < self.shields.len() {
-            // This shield is down: the next one, and after the last one the origin itself.
-            ctx.shield_attempt += 1;
+        if let (Upstream::Shield(shield), Some(router)) = (&ctx.upstream, &self.router) {
+            // Down: the key's next shield, and after the last one the origin itself.
+            router.failed(shield, Failure::Unreachable, ctx.shield_attempts);
+            ctx.tried.push(shield.clone());
             METRICS.shield_failovers.inc();
             e.set_retry(true);
         }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let (Upstream::Shield(shield), Some(router)) = (&ctx.upstream, &self.router) else {
+            // pingora's default: only a request sent on a reused connection is sent again.
+            e.retry.decide_reuse(client_reused);
+            return e;
+        };
+        if session.response_written().is_some() {
+            // Part of the answer is out: nothing can be tried again.
+            e.set_retry(false);
+            return e;
+        }
+        let failure = match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => Failure::TimedOut,
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError if client_reused => {
+                // A pooled connection the shield had closed: nothing is wrong with the shield.
+                ctx.ask_again = Some(shield.clone());
+                e.set_retry(true);
+                return e;
+            }
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => Failure::Unreachable,
+            _ => {
+                e.set_retry(false);
+                return e;
+            }
+        };
+        match router.failed(shield, failure, ctx.shield_attempts) {
+            Retry::SameShield => ctx.ask_again = Some(shield.clone()),
+            Retry::NextShield => {
+                ctx.tried.push(shield.clone());
+                METRICS.shield_failovers.inc();
+            }
+        }
+        e.set_retry(true);
         e
     }
 
@@ -538,7 +653,7 @@ impl ProxyHttp for CacheProxy {
     {
         // What is stored must not depend on the client that missed; the store compresses.
         req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
-        if ctx.upstream == Some("origin") {
+        if matches!(ctx.upstream, Upstream::Origin) {
             req.insert_header(http::header::HOST, &self.sites[ctx.site].origin_authority)?;
         } else if self.freshness.is_some() {
             req.insert_header(MIN_SEQ_HEADER, ctx.fill_seq)?;
@@ -566,7 +681,7 @@ impl ProxyHttp for CacheProxy {
         }
         let answered_from_content = resp.status.is_success() || resp.status == http::StatusCode::NOT_MODIFIED;
         if self.freshness.is_some()
-            && ctx.upstream == Some("shield")
+            && ctx.upstream.is_shield()
             && answered_from_content
             && ctx.upstream_applied.unwrap_or(0) < ctx.fill_seq
         {

@@ -23,6 +23,8 @@ pub struct SubscriberConfig {
     pub role: Role,
     /// The address it serves on.
     pub address: String,
+    /// The address of its admin endpoints.
+    pub admin: Option<String>,
 }
 
 struct Subscriber {
@@ -151,6 +153,7 @@ impl Subscriber {
             node: self.config.node.clone(),
             role: self.config.role,
             address: self.config.address.clone(),
+            admin: self.config.admin.clone(),
             applied: self.fresh.applied(),
         };
         // The lease runs from when the request was sent, never from when the answer came.
