@@ -86,10 +86,21 @@ fn node_config(
     admin: SocketAddr,
     deadline_ms: u64,
     common: &Common,
-    shields: &[SocketAddr],
+    shields: &[NodeInfo],
     state: &StateDir,
 ) -> String {
-    let shields: Vec<String> = shields.iter().map(|s| s.to_string()).collect();
+    // The shields running now; those that join later come from purge-api's member list.
+    let shields: Vec<String> = shields
+        .iter()
+        .map(|s| {
+            format!(
+                "{{id: {}, address: {}, admin: {}}}",
+                s.id,
+                s.url.trim_start_matches("http://"),
+                s.admin.trim_start_matches("http://")
+            )
+        })
+        .collect();
     let origin = common.origin;
     format!(
         "# written by devcluster; edit freely, it is rewritten on the next devcluster start\n\
@@ -156,7 +167,26 @@ async fn stop_all(processes: &mut [Process]) {
     }
 }
 
-/// Starts the cluster, prints `READY <cluster.json>`, and runs until SIGINT or SIGTERM.
+/// Writes `cluster.json` whole (through a rename, so readers never see half of it).
+fn write_cluster_json(state: &StateDir, info: &ClusterInfo) -> anyhow::Result<()> {
+    let path = state.cluster_json();
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// A running cluster as devcluster holds it: what `cluster.json` says and the processes.
+pub struct Running {
+    options: ClusterOptions,
+    state: StateDir,
+    ports: Ports,
+    processes: Vec<Process>,
+    info: ClusterInfo,
+}
+
+/// Starts the cluster, prints `READY <cluster.json>`, and runs until SIGINT or SIGTERM,
+/// adding and removing nodes as `devcluster join` and `leave` ask (see [`crate::control`]).
 pub async fn run(options: ClusterOptions) -> anyhow::Result<()> {
     let state = StateDir::create(&options.state_dir)?;
     let mut ports = Ports::load(state.root());
@@ -170,23 +200,94 @@ pub async fn run(options: ClusterOptions) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let path = state.cluster_json();
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
-    std::fs::rename(&tmp, &path)?;
+    write_cluster_json(&state, &info)?;
+    let control = crate::control::listen(&state)?;
     print_welcome(&info, options.origin.is_none(), &options.state_dir);
-    println!("READY {}", path.display());
+    println!("READY {}", state.cluster_json().display());
+    let mut running = Running {
+        options,
+        state,
+        ports,
+        processes,
+        info,
+    };
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = sigterm.recv() => eprintln!("SIGTERM: stopping the cluster"),
-        _ = sigint.recv() => eprintln!("SIGINT: stopping the cluster"),
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { eprintln!("SIGTERM: stopping the cluster"); break }
+            _ = sigint.recv() => { eprintln!("SIGINT: stopping the cluster"); break }
+            request = control.accept() => {
+                if let Ok((stream, _)) = request {
+                    crate::control::serve(stream, &mut running).await;
+                }
+            }
+        }
     }
-    stop_all(&mut processes).await;
-    let _ = std::fs::remove_file(&path);
+    stop_all(&mut running.processes).await;
+    let _ = std::fs::remove_file(running.state.cluster_json());
+    let _ = std::fs::remove_file(running.state.control_socket());
     eprintln!("cluster stopped");
     Ok(())
+}
+
+impl Running {
+    /// Starts one more node of `role` (`edge` or `shield`) and adds it to `cluster.json`.
+    pub async fn join(&mut self, role: &str) -> anyhow::Result<NodeInfo> {
+        let r = self;
+        let nodes = match role {
+            "edge" => &r.info.edges,
+            "shield" => &r.info.shields,
+            other => bail!("role `{other}` is neither edge nor shield"),
+        };
+        let next = nodes
+            .iter()
+            .filter_map(|n| n.id.rsplit_once('-')?.1.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let id = format!("{role}-{next}");
+        let common = Common {
+            origin: &r.info.origin,
+            purge_api: &r.info.purge_api,
+            token: &r.info.purge_token,
+        };
+        let shields = r.info.shields.clone();
+        let (node, process) = start_node(&r.options, &r.state, &mut r.ports, &common, role, &id, &shields).await?;
+        r.ports.save(r.state.root())?;
+        r.processes.push(process);
+        match role {
+            "edge" => r.info.edges.push(node.clone()),
+            _ => r.info.shields.push(node.clone()),
+        }
+        write_cluster_json(&r.state, &r.info)?;
+        Ok(node)
+    }
+
+    /// Stops node `id` gracefully (SIGTERM: it drains) and removes it from `cluster.json`.
+    pub async fn leave(&mut self, id: &str) -> anyhow::Result<()> {
+        let r = self;
+        let Some(at) = r
+            .processes
+            .iter()
+            .position(|p| p.id == id && (id.starts_with("edge-") || id.starts_with("shield-")))
+        else {
+            bail!("no running edge or shield `{id}`");
+        };
+        let mut process = r.processes.remove(at);
+        stop_all(std::slice::from_mut(&mut process)).await;
+        r.info.edges.retain(|n| n.id != id);
+        r.info.shields.retain(|n| n.id != id);
+        write_cluster_json(&r.state, &r.info)?;
+        eprintln!("{id} left the cluster");
+        Ok(())
+    }
+
+    /// Where `cluster.json` is.
+    pub fn cluster_json(&self) -> PathBuf {
+        self.state.cluster_json()
+    }
 }
 
 async fn start(
@@ -259,47 +360,55 @@ async fn start(
         edges: Vec::new(),
         shields: Vec::new(),
     };
-    let mut shield_addrs = Vec::new();
-    let tiers = [
-        ("shield", options.shields, "fresco-shield"),
-        ("edge", options.edges, "fresco-edge"),
-    ];
-    for (role, count, binary) in tiers {
+    for (role, count) in [("shield", options.shields), ("edge", options.edges)] {
         for i in 1..=count {
             let id = format!("{role}-{i}");
-            let listen = ports.addr(&id)?;
-            let admin = ports.addr(&format!("{id}-admin"))?;
-            let (deadline, shields) = match role {
-                "shield" => (options.deadline_ms * 9 / 10, &[][..]),
-                _ => (options.deadline_ms, &shield_addrs[..]),
-            };
-            let config = state.config(&id);
-            std::fs::write(
-                &config,
-                node_config(&id, listen, admin, deadline, &common, shields, state),
-            )?;
-            let program = options.bin_dir.join(binary);
-            let mut process = spawn(&id, &program, &["-c", &config.display().to_string()], state)?;
-            let took = wait_ready(&mut process, &format!("http://{admin}/readyz"), state).await?;
-            eprintln!("{id:<10} http://{listen}  admin http://{admin}  ready in {took:.1?}");
-            let node = NodeInfo {
-                id,
-                url: format!("http://{listen}"),
-                admin: format!("http://{admin}"),
-                pid: process.child.id().unwrap_or_default(),
-                config,
-            };
+            let shields = info.shields.clone();
+            let (node, process) = start_node(options, state, ports, &common, role, &id, &shields).await?;
             processes.push(process);
             match role {
-                "shield" => {
-                    shield_addrs.push(listen);
-                    info.shields.push(node);
-                }
+                "shield" => info.shields.push(node),
                 _ => info.edges.push(node),
             }
         }
     }
     Ok(info)
+}
+
+/// Writes the configuration of node `id` and starts it; returns once it answers `/readyz`.
+/// An edge is configured with `shields` (the running ones); a shield with none.
+async fn start_node(
+    options: &ClusterOptions,
+    state: &StateDir,
+    ports: &mut Ports,
+    common: &Common<'_>,
+    role: &str,
+    id: &str,
+    shields: &[NodeInfo],
+) -> anyhow::Result<(NodeInfo, Process)> {
+    let listen = ports.addr(id)?;
+    let admin = ports.addr(&format!("{id}-admin"))?;
+    let (deadline, shields, binary) = match role {
+        "shield" => (options.deadline_ms * 9 / 10, &[][..], "fresco-shield"),
+        _ => (options.deadline_ms, shields, "fresco-edge"),
+    };
+    let config = state.config(id);
+    std::fs::write(
+        &config,
+        node_config(id, listen, admin, deadline, common, shields, state),
+    )?;
+    let program = options.bin_dir.join(binary);
+    let mut process = spawn(id, &program, &["-c", &config.display().to_string()], state)?;
+    let took = wait_ready(&mut process, &format!("http://{admin}/readyz"), state).await?;
+    eprintln!("{id:<10} http://{listen}  admin http://{admin}  ready in {took:.1?}");
+    let node = NodeInfo {
+        id: id.to_string(),
+        url: format!("http://{listen}"),
+        admin: format!("http://{admin}"),
+        pid: process.child.id().unwrap_or_default(),
+        config,
+    };
+    Ok((node, process))
 }
 
 fn print_welcome(info: &ClusterInfo, demo_origin: bool, state_dir: &Path) {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fresco_devcluster::cluster::{ClusterOptions, run};
+use fresco_devcluster::control::{self, Request};
 use fresco_devcluster::demo_origin::{self, Webhook};
 use fresco_devcluster::state::ClusterInfo;
 
@@ -67,6 +68,39 @@ enum Tool {
         #[arg(long, value_name = "DIR", default_value = "state")]
         state_dir: PathBuf,
     },
+    /// Start one more edge or shield in the running cluster of DIR; prints
+    /// `READY DIR/cluster.json` once it serves and is listed there. Edges learn a new shield
+    /// from purge-api within a second.
+    Join {
+        /// The running cluster's state directory.
+        #[arg(long, value_name = "DIR", default_value = "state")]
+        state_dir: PathBuf,
+        /// What to start.
+        #[arg(long, value_parser = ["edge", "shield"])]
+        role: String,
+    },
+    /// Stop one node of the running cluster of DIR gracefully (SIGTERM: it drains, and a
+    /// shield's keys move to their next shield) and remove it from cluster.json.
+    Leave {
+        /// The running cluster's state directory.
+        #[arg(long, value_name = "DIR", default_value = "state")]
+        state_dir: PathBuf,
+        /// The node's id, e.g. `edge-3`.
+        node_id: String,
+    },
+}
+
+/// `devcluster join` and `leave`: asks the running devcluster, prints what it did.
+async fn change_membership(state_dir: &std::path::Path, request: Request) -> anyhow::Result<()> {
+    let answer = control::ask(state_dir, &request).await?;
+    if let Some(node) = answer.node {
+        eprintln!("{} joined: {}  admin {}", node.id, node.url, node.admin);
+    }
+    println!(
+        "READY {}",
+        std::path::absolute(state_dir.join("cluster.json"))?.display()
+    );
+    Ok(())
 }
 
 /// `devcluster change-image`: asks the demo origin to change `name` and prints the purge answer.
@@ -111,6 +145,8 @@ async fn main() -> ExitCode {
             demo_origin::serve(listen, dir, webhook).await
         }
         Some(Tool::ChangeImage { name, state_dir }) => change_image(&name, &state_dir).await,
+        Some(Tool::Join { state_dir, role }) => change_membership(&state_dir, Request::Join(role)).await,
+        Some(Tool::Leave { state_dir, node_id }) => change_membership(&state_dir, Request::Leave(node_id)).await,
         None => {
             let bin_dir = cli.bin_dir.unwrap_or_else(|| {
                 std::env::current_exe()

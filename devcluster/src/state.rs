@@ -126,6 +126,11 @@ impl StateDir {
         self.root.join("cluster.json")
     }
 
+    /// The socket a running devcluster takes `join` and `leave` requests on.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+
     /// purge-api's data directory (its log).
     pub fn purge_api_data(&self) -> PathBuf {
         self.root.join("purge-api")

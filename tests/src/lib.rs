@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod corpus;
 pub mod feed;
+pub mod load;
 pub mod metrics;
 pub mod netns;
 pub mod origin;
@@ -306,6 +307,51 @@ impl Cluster {
             .spawn()
             .expect("the node starts");
         NodeProcess(child)
+    }
+
+    /// `devcluster join --role ROLE` on this cluster: starts one more edge or shield, waits for
+    /// its `READY` and reloads `cluster.json` into [`Cluster::info`]; returns the new node.
+    pub fn join(&mut self, role: &str) -> NodeInfo {
+        self.membership(&["join", "--role", role]);
+        let known: Vec<String> = self
+            .info
+            .edges
+            .iter()
+            .chain(&self.info.shields)
+            .map(|n| n.id.clone())
+            .collect();
+        self.info = ClusterInfo::load(&self.state.path().join("cluster.json")).expect("cluster.json parses");
+        self.info
+            .edges
+            .iter()
+            .chain(&self.info.shields)
+            .find(|n| !known.contains(&n.id))
+            .cloned()
+            .expect("cluster.json lists the node that joined")
+    }
+
+    /// `devcluster leave NODE_ID` on this cluster: stops the node gracefully and reloads
+    /// `cluster.json`.
+    pub fn leave(&mut self, id: &str) {
+        self.membership(&["leave", id]);
+        self.info = ClusterInfo::load(&self.state.path().join("cluster.json")).expect("cluster.json parses");
+    }
+
+    fn membership(&self, args: &[&str]) {
+        let out = Command::new(bin_dir().join("devcluster"))
+            .args(&args[..1])
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(&args[1..])
+            .output()
+            .expect("devcluster runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.lines().any(|l| l.starts_with("READY ")),
+            "devcluster {args:?} failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The state dir the cluster runs in (configurations in `conf/`, caches in `cache/`).

@@ -7,6 +7,7 @@
 //! | `/immutable/…` | as `/img/` with `Cache-Control: immutable` |
 //! | `/short/…` | as `/img/` with `max-age=1` |
 //! | `/slow/…` | as `/img/` after 300 ms |
+//! | `/sluggish/…` | as `/img/` after 2.5 s: longer than an edge waits for a shield to answer |
 //! | `/private/…` | `Cache-Control: private` |
 //! | `/cookie/…` | sets a cookie |
 //! | `/hang/…` | never answers within a test's time |
@@ -98,7 +99,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return mutable_response(&path, version, if_none_match.as_deref());
     }
     let cache_control = match kind {
-        "img" | "slow" => "public, max-age=300",
+        "img" | "slow" | "sluggish" => "public, max-age=300",
         "immutable" => "public, max-age=31536000, immutable",
         "short" => "public, max-age=1",
         "private" => "private, max-age=300",
@@ -109,8 +110,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    if kind == "slow" {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    match kind {
+        "slow" => tokio::time::sleep(Duration::from_millis(300)).await,
+        "sluggish" => tokio::time::sleep(Duration::from_millis(2500)).await,
+        _ => {}
     }
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()

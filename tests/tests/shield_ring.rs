@@ -1,0 +1,297 @@
+//! The sharded shield tier end to end: keys spread over the shields by the ring, shields that
+//! join take their share, and a shield killed or frozen under load costs no errors and no
+//! extra origin fetches beyond its own keys.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fresco_e2e::load::Load;
+use fresco_e2e::metrics::Scrape;
+use fresco_e2e::origin::{TestOrigin, body_of};
+use fresco_e2e::{Cluster, NodeInfo, Signal, client, signal_node, x_cache};
+use fresco_tier::cache_key::primary_key;
+use fresco_tier::routing::{Ring, Shield, hash64};
+
+/// Whether `shield` has `path` stored: it answers `only-if-cached` from its cache or 504s.
+async fn stored_on(shield: &NodeInfo, path: &str) -> bool {
+    let resp = client()
+        .get(format!("{}{path}", shield.url))
+        .header("cache-control", "only-if-cached")
+        .send()
+        .await
+        .expect("the shield answers");
+    match resp.status().as_u16() {
+        200 => true,
+        504 => false,
+        other => panic!("{}: {path}: unexpected {other}", shield.id),
+    }
+}
+
+/// The shields holding `path`, by index in `shields`.
+async fn holders(shields: &[NodeInfo], path: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    for (i, shield) in shields.iter().enumerate() {
+        if stored_on(shield, path).await {
+            found.push(i);
+        }
+    }
+    found
+}
+
+/// Waits until `edge` counts `ready` shields on its ring.
+async fn wait_for_ring(edge: &NodeInfo, ready: usize) {
+    let started = Instant::now();
+    loop {
+        let now = Scrape::of(&edge.admin)
+            .await
+            .value("fresco_shields", &[("state", "ready")]);
+        if now == Some(ready as f64) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{} sees {now:?} ready shields, not {ready}",
+            edge.id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn get_ok(url: &str) {
+    let resp = client().get(url).send().await.expect("the edge answers");
+    assert_eq!(resp.status(), 200, "{url}");
+    assert!(!resp.bytes().await.unwrap().is_empty());
+}
+
+/// The home shield of `path` among `shields`, as every edge computes it.
+fn home_of(shields: &[NodeInfo], path: &str) -> String {
+    let ring = Ring::new(
+        shields
+            .iter()
+            .map(|s| {
+                let address = s.url.trim_start_matches("http://").parse().unwrap();
+                Arc::new(Shield::new(&s.id, address, None))
+            })
+            .collect(),
+    );
+    let key = primary_key("default", path, &["fresco".to_string()]);
+    ring.home(hash64(key.as_bytes())).unwrap().id.clone()
+}
+
+/// A path of kind `kind` (`img`, `sluggish`) whose home among `shields` is `shield`.
+fn path_homed_on(shields: &[NodeInfo], shield: &str, kind: &str, tag: &str) -> String {
+    (0..)
+        .map(|i| format!("/{kind}/{tag}-{i}.jpg"))
+        .find(|p| home_of(shields, p) == shield)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_spread_over_the_shields_and_a_joining_shield_takes_only_its_share() {
+    let origin = TestOrigin::start().await;
+    let mut cluster = Cluster::builder().origin(&origin.url).size(2, 3).start();
+    let paths: Vec<String> = (0..600).map(|i| format!("/img/ring-{i}.jpg")).collect();
+    for path in &paths {
+        get_ok(&cluster.edge_url(0, path)).await;
+    }
+    let shields = cluster.info.shields.clone();
+    let mut share = [0usize; 3];
+    for path in &paths {
+        let on = holders(&shields, path).await;
+        assert_eq!(on.len(), 1, "{path} is stored on exactly one shield, not {on:?}");
+        assert_eq!(
+            shields[on[0]].id,
+            home_of(&shields, path),
+            "{path} is on its home shield"
+        );
+        share[on[0]] += 1;
+    }
+    for (i, n) in share.iter().enumerate() {
+        assert!(
+            (150..=250).contains(n),
+            "shield-{} holds {n} of 600 keys: {share:?}",
+            i + 1
+        );
+    }
+
+    let newcomer = cluster.join("shield");
+    assert_eq!(newcomer.id, "shield-4");
+    wait_for_ring(&cluster.info.edges[1], 4).await;
+    // edge-2 has seen none of the keys: each is a miss there, answered by its shield now.
+    for path in &paths {
+        get_ok(&cluster.edge_url(1, path)).await;
+    }
+    let moved: Vec<&String> = paths.iter().filter(|p| origin.seen(p).requests > 1).collect();
+    assert!(
+        moved.len() as f64 <= 600.0 * 1.2 / 4.0,
+        "{} of 600 keys moved when a 4th shield joined",
+        moved.len()
+    );
+    assert!(
+        moved.len() >= 100,
+        "the newcomer took a share: only {} moved",
+        moved.len()
+    );
+    for path in &moved {
+        assert!(stored_on(&newcomer, path).await, "{path} moved to the newcomer");
+        assert_eq!(origin.seen(path).requests, 2);
+    }
+}
+
+/// Warms `count` keys through edge-1; returns them.
+async fn warm(cluster: &Cluster, tag: &str, count: usize) -> Vec<String> {
+    let paths: Vec<String> = (0..count).map(|i| format!("/img/{tag}-{i}.jpg")).collect();
+    for path in &paths {
+        get_ok(&cluster.edge_url(0, path)).await;
+    }
+    paths
+}
+
+/// Misses flowing through both edges to the shields: each request is a new key.
+fn miss_load(cluster: &Cluster, tag: &'static str) -> Load {
+    let edges: Vec<String> = cluster.info.edges.iter().map(|e| e.url.clone()).collect();
+    Load::start(6, Duration::from_secs(30), move |w, n| {
+        format!("{}/img/{tag}-{n}.jpg", edges[w % edges.len()])
+    })
+}
+
+/// After a shield is lost: edge-2 asks for every warmed key. Keys of the other shields are
+/// still shield hits (one origin fetch in all); the lost shield's keys are fetched once more.
+async fn only_the_lost_shields_keys_go_to_the_origin(
+    cluster: &Cluster,
+    origin: &TestOrigin,
+    warmed: &[String],
+    lost: &str,
+) {
+    let shields = cluster.info.shields.clone();
+    for path in warmed {
+        get_ok(&cluster.edge_url(1, path)).await;
+        let expected = if home_of(&shields, path) == lost { 2 } else { 1 };
+        assert_eq!(
+            origin.seen(path).requests,
+            expected,
+            "{path} (home {}) after losing {lost}",
+            home_of(&shields, path)
+        );
+    }
+}
+
+/// 300 concurrent requests over both edges for a new key whose home is `lost`: one origin fetch.
+async fn a_herd_on_a_lost_shields_key_costs_one_fetch(cluster: &Cluster, origin: &TestOrigin, lost: &str) {
+    let path = path_homed_on(&cluster.info.shields, lost, "slow", "herd");
+    let expected = body_of(&path);
+    for outcome in cluster.concurrent_gets(&path, 300).await {
+        let (status, body) = outcome.expect("every request is answered");
+        assert_eq!(status, 200);
+        assert_eq!(body.as_ref(), expected, "whole bodies only");
+    }
+    assert_eq!(origin.seen(&path).requests, 1, "300 requests for {path} over 2 edges");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shield_killed_under_load_costs_no_errors_and_only_its_own_keys() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(2, 3).start();
+    let warmed = warm(&cluster, "kill", 90).await;
+    let victim = cluster.info.shields[1].clone();
+    let load = miss_load(&cluster, "kill-load");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    signal_node(&victim, Signal::SIGKILL);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.finish().await;
+    eprintln!(
+        "load: {} requests, {} failed, slowest {:?}",
+        report.requests,
+        report.failures.len(),
+        report.slowest
+    );
+    assert!(report.requests > 300, "the load ran: {report:?}");
+    assert!(
+        report.error_ratio() <= 0.001,
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.requests,
+        &report.failures[..report.failures.len().min(5)]
+    );
+    only_the_lost_shields_keys_go_to_the_origin(&cluster, &origin, &warmed, &victim.id).await;
+    a_herd_on_a_lost_shields_key_costs_one_fetch(&cluster, &origin, &victim.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_shield_costs_one_short_timeout_and_comes_back_with_its_keys() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(2, 3).start();
+    let warmed = warm(&cluster, "freeze", 90).await;
+    let victim = cluster.info.shields[2].clone();
+    let load = miss_load(&cluster, "freeze-load");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    signal_node(&victim, Signal::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.finish().await;
+    eprintln!(
+        "load: {} requests, {} failed, slowest {:?}",
+        report.requests,
+        report.failures.len(),
+        report.slowest
+    );
+    assert!(report.requests > 300, "the load ran: {report:?}");
+    assert!(
+        report.error_ratio() <= 0.001,
+        "{} of {} requests failed: {:?}",
+        report.failures.len(),
+        report.requests,
+        &report.failures[..report.failures.len().min(5)]
+    );
+    // The requests caught on the frozen shield waited one shield timeout (1 s), then went on;
+    // nobody waited for the 5 s deadline.
+    assert!(
+        report.slowest < Duration::from_millis(3000),
+        "slowest request: {:?}",
+        report.slowest
+    );
+    only_the_lost_shields_keys_go_to_the_origin(&cluster, &origin, &warmed, &victim.id).await;
+    a_herd_on_a_lost_shields_key_costs_one_fetch(&cluster, &origin, &victim.id).await;
+
+    signal_node(&victim, Signal::SIGCONT);
+    wait_for_ring(&cluster.info.edges[0], 3).await;
+    // Back on the ring with its cache: what it held is still there, and its keys go to it again.
+    let kept = warmed
+        .iter()
+        .find(|p| home_of(&cluster.info.shields, p) == victim.id)
+        .unwrap();
+    assert!(stored_on(&victim, kept).await, "a frozen shield keeps its cache");
+    let new_key = path_homed_on(&cluster.info.shields, &victim.id, "img", "back");
+    get_ok(&cluster.edge_url(0, &new_key)).await;
+    assert!(stored_on(&victim, &new_key).await, "its new keys go to it again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_origin_behind_a_live_shield_is_waited_for_not_fetched_twice() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).size(2, 2).start();
+    let path = "/sluggish/big-photo.jpg";
+    let outcomes = cluster.concurrent_gets(path, 20).await;
+    for outcome in outcomes {
+        let (status, body) = outcome.expect("answered");
+        assert_eq!(status, 200, "a 2.5 s origin is within the 5 s deadline");
+        assert_eq!(body.as_ref(), body_of(path));
+    }
+    assert_eq!(
+        origin.seen(path).requests,
+        1,
+        "asking the slow shield again joined its fetch"
+    );
+    let slow_retries: f64 = {
+        let mut sum = 0.0;
+        for edge in &cluster.info.edges {
+            sum += Scrape::of(&edge.admin)
+                .await
+                .value("fresco_shield_retries_total", &[("reason", "slow")])
+                .unwrap_or(0.0);
+        }
+        sum
+    };
+    assert!(slow_retries >= 1.0, "the edges waited past one shield timeout");
+    let resp = client().get(cluster.edge_url(1, path)).send().await.unwrap();
+    assert_eq!(x_cache(&resp), "HIT");
+}
