@@ -12,6 +12,10 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)              # network-namespa
 if [ "${1:-}" = test ]; then                                   # live.js in a real browser
   [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
   [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+  # The ansible roles are tested for real: ssh into network-namespace hosts.
+  command -v ansible-playbook >/dev/null || need_pkgs+=(ansible-core)
+  command -v ansible-lint >/dev/null || need_pkgs+=(ansible-lint)
+  [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -30,6 +30,8 @@ pub struct ClusterOptions {
     pub bin_dir: PathBuf,
     /// Lease length L of purge-api.
     pub lease_ms: u64,
+    /// The address every process listens on (loopback by default).
+    pub listen_ip: std::net::IpAddr,
 }
 
 struct Process {
@@ -189,7 +191,7 @@ pub struct Running {
 /// adding and removing nodes as `devcluster join` and `leave` ask (see [`crate::control`]).
 pub async fn run(options: ClusterOptions) -> anyhow::Result<()> {
     let state = StateDir::create(&options.state_dir)?;
-    let mut ports = Ports::load(state.root());
+    let mut ports = Ports::load(state.root(), options.listen_ip);
     let mut processes: Vec<Process> = Vec::new();
     let result = start(&options, &state, &mut ports, &mut processes).await;
     ports.save(state.root())?;

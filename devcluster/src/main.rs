@@ -40,6 +40,10 @@ struct Cli {
     /// Directory holding fresco-edge, fresco-shield and purge-api (default: next to this binary).
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// The address every process listens on: loopback, or an address of this machine that
+    /// other hosts (network namespaces, for nodes added with ansible) reach it on.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    listen_ip: std::net::IpAddr,
 }
 
 #[derive(Subcommand)]
@@ -162,6 +166,7 @@ async fn main() -> ExitCode {
                 deadline_ms: cli.deadline_ms,
                 bin_dir,
                 lease_ms: cli.lease_ms,
+                listen_ip: cli.listen_ip,
             })
             .await
         }

@@ -1,7 +1,7 @@
 //! What a cluster keeps in its state dir: port assignments, node configs, `cluster.json`.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -47,19 +47,28 @@ impl ClusterInfo {
     }
 }
 
-/// The ports of each named process, kept in `DIR/ports.json` so that a restart reuses them.
-#[derive(Default, Serialize, Deserialize)]
+/// The ports of each named process on one address, kept in `DIR/ports.json` so that a restart
+/// reuses them.
+#[derive(Serialize, Deserialize)]
 pub struct Ports {
     by_name: BTreeMap<String, u16>,
+    #[serde(skip, default = "loopback")]
+    ip: IpAddr,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
 }
 
 impl Ports {
-    /// Loads `DIR/ports.json`, or starts empty.
-    pub fn load(dir: &Path) -> Self {
-        std::fs::read(dir.join("ports.json"))
+    /// Loads `DIR/ports.json`, or starts empty; every address is on `ip`.
+    pub fn load(dir: &Path, ip: IpAddr) -> Self {
+        let by_name = std::fs::read(dir.join("ports.json"))
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+            .and_then(|b| serde_json::from_slice::<Ports>(&b).ok())
+            .map(|p| p.by_name)
+            .unwrap_or_default();
+        Self { by_name, ip }
     }
 
     /// Saves `DIR/ports.json`.
@@ -67,16 +76,16 @@ impl Ports {
         std::fs::write(dir.join("ports.json"), serde_json::to_vec_pretty(self)?)
     }
 
-    /// The address of `name`, assigning a free loopback port the first time.
+    /// The address of `name`, assigning a free port the first time.
     pub fn addr(&mut self, name: &str) -> std::io::Result<SocketAddr> {
         if let Some(port) = self.by_name.get(name) {
-            return Ok(SocketAddr::from(([127, 0, 0, 1], *port)));
+            return Ok(SocketAddr::new(self.ip, *port));
         }
         // Ask the kernel for a free port. Another process could take it before the node
         // binds; the node then fails to start and says so.
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = TcpListener::bind((self.ip, 0))?.local_addr()?.port();
         self.by_name.insert(name.to_string(), port);
-        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+        Ok(SocketAddr::new(self.ip, port))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod load;
 pub mod metrics;
 pub mod netns;
 pub mod origin;
+pub mod ring;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ pub struct ClusterBuilder {
     origin: Option<String>,
     deadline_ms: u64,
     lease_ms: u64,
+    listen_ip: Option<std::net::Ipv4Addr>,
     state: Option<Arc<tempfile::TempDir>>,
 }
 
@@ -56,6 +58,7 @@ impl Default for ClusterBuilder {
             origin: None,
             deadline_ms: 5000,
             lease_ms: 2000,
+            listen_ip: None,
             state: None,
         }
     }
@@ -87,6 +90,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Makes every process listen on `ip` (an address of a test host's link) instead of
+    /// loopback.
+    pub fn listen_ip(mut self, ip: std::net::Ipv4Addr) -> Self {
+        self.listen_ip = Some(ip);
+        self
+    }
+
     /// Reuses the state dir of a stopped cluster (its ports, ids and caches).
     pub fn state_of_dir(mut self, state: Arc<tempfile::TempDir>) -> Self {
         self.state = Some(state);
@@ -113,6 +123,9 @@ impl ClusterBuilder {
             .stderr(Stdio::inherit());
         if let Some(origin) = &self.origin {
             cmd.args(["--origin", origin]);
+        }
+        if let Some(ip) = self.listen_ip {
+            cmd.args(["--listen-ip", &ip.to_string()]);
         }
         let mut child = cmd.spawn().expect("devcluster starts");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -439,6 +452,13 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("a client")
+}
+
+/// GETs `url` and asserts a 200 with a body.
+pub async fn get_ok(url: &str) {
+    let resp = client().get(url).send().await.expect("the edge answers");
+    assert_eq!(resp.status(), 200, "{url}");
+    assert!(!resp.bytes().await.unwrap().is_empty());
 }
 
 /// The `X-Cache` header of a response.

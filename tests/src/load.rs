@@ -63,6 +63,14 @@ impl Load {
         Self { stop, workers: set }
     }
 
+    /// Misses flowing through both edges to the shields: each request is a new key.
+    pub fn misses(cluster: &crate::Cluster, tag: &'static str) -> Self {
+        let edges: Vec<String> = cluster.info.edges.iter().map(|e| e.url.clone()).collect();
+        Self::start(6, Duration::from_secs(30), move |w, n| {
+            format!("{}/img/{tag}-{n}.jpg", edges[w % edges.len()])
+        })
+    }
+
     /// Stops the load and reports.
     pub async fn finish(mut self) -> LoadReport {
         self.stop.store(true, Ordering::Relaxed);

@@ -2,89 +2,13 @@
 //! join take their share, and a shield killed or frozen under load costs no errors and no
 //! extra origin fetches beyond its own keys.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fresco_e2e::load::Load;
 use fresco_e2e::metrics::Scrape;
 use fresco_e2e::origin::{TestOrigin, body_of};
-use fresco_e2e::{Cluster, NodeInfo, Signal, client, signal_node, x_cache};
-use fresco_tier::cache_key::primary_key;
-use fresco_tier::routing::{Ring, Shield, hash64};
-
-/// Whether `shield` has `path` stored: it answers `only-if-cached` from its cache or 504s.
-async fn stored_on(shield: &NodeInfo, path: &str) -> bool {
-    let resp = client()
-        .get(format!("{}{path}", shield.url))
-        .header("cache-control", "only-if-cached")
-        .send()
-        .await
-        .expect("the shield answers");
-    match resp.status().as_u16() {
-        200 => true,
-        504 => false,
-        other => panic!("{}: {path}: unexpected {other}", shield.id),
-    }
-}
-
-/// The shields holding `path`, by index in `shields`.
-async fn holders(shields: &[NodeInfo], path: &str) -> Vec<usize> {
-    let mut found = Vec::new();
-    for (i, shield) in shields.iter().enumerate() {
-        if stored_on(shield, path).await {
-            found.push(i);
-        }
-    }
-    found
-}
-
-/// Waits until `edge` counts `ready` shields on its ring.
-async fn wait_for_ring(edge: &NodeInfo, ready: usize) {
-    let started = Instant::now();
-    loop {
-        let now = Scrape::of(&edge.admin)
-            .await
-            .value("fresco_shields", &[("state", "ready")]);
-        if now == Some(ready as f64) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{} sees {now:?} ready shields, not {ready}",
-            edge.id
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn get_ok(url: &str) {
-    let resp = client().get(url).send().await.expect("the edge answers");
-    assert_eq!(resp.status(), 200, "{url}");
-    assert!(!resp.bytes().await.unwrap().is_empty());
-}
-
-/// The home shield of `path` among `shields`, as every edge computes it.
-fn home_of(shields: &[NodeInfo], path: &str) -> String {
-    let ring = Ring::new(
-        shields
-            .iter()
-            .map(|s| {
-                let address = s.url.trim_start_matches("http://").parse().unwrap();
-                Arc::new(Shield::new(&s.id, address, None))
-            })
-            .collect(),
-    );
-    let key = primary_key("default", path, &["fresco".to_string()]);
-    ring.home(hash64(key.as_bytes())).unwrap().id.clone()
-}
-
-/// A path of kind `kind` (`img`, `sluggish`) whose home among `shields` is `shield`.
-fn path_homed_on(shields: &[NodeInfo], shield: &str, kind: &str, tag: &str) -> String {
-    (0..)
-        .map(|i| format!("/{kind}/{tag}-{i}.jpg"))
-        .find(|p| home_of(shields, p) == shield)
-        .unwrap()
-}
+use fresco_e2e::ring::{holders, home_of, path_homed_on, stored_on, wait_for_ring};
+use fresco_e2e::{Cluster, Signal, client, get_ok, signal_node, x_cache};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_spread_over_the_shields_and_a_joining_shield_takes_only_its_share() {
@@ -147,14 +71,6 @@ async fn warm(cluster: &Cluster, tag: &str, count: usize) -> Vec<String> {
     paths
 }
 
-/// Misses flowing through both edges to the shields: each request is a new key.
-fn miss_load(cluster: &Cluster, tag: &'static str) -> Load {
-    let edges: Vec<String> = cluster.info.edges.iter().map(|e| e.url.clone()).collect();
-    Load::start(6, Duration::from_secs(30), move |w, n| {
-        format!("{}/img/{tag}-{n}.jpg", edges[w % edges.len()])
-    })
-}
-
 /// After a shield is lost: edge-2 asks for every warmed key. Keys of the other shields are
 /// still shield hits (one origin fetch in all); the lost shield's keys are fetched once more.
 async fn only_the_lost_shields_keys_go_to_the_origin(
@@ -194,7 +110,7 @@ async fn a_shield_killed_under_load_costs_no_errors_and_only_its_own_keys() {
     let cluster = Cluster::builder().origin(&origin.url).size(2, 3).start();
     let warmed = warm(&cluster, "kill", 90).await;
     let victim = cluster.info.shields[1].clone();
-    let load = miss_load(&cluster, "kill-load");
+    let load = Load::misses(&cluster, "kill-load");
     tokio::time::sleep(Duration::from_secs(1)).await;
     signal_node(&victim, Signal::SIGKILL);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -223,7 +139,7 @@ async fn a_frozen_shield_costs_one_short_timeout_and_comes_back_with_its_keys() 
     let cluster = Cluster::builder().origin(&origin.url).size(2, 3).start();
     let warmed = warm(&cluster, "freeze", 90).await;
     let victim = cluster.info.shields[2].clone();
-    let load = miss_load(&cluster, "freeze-load");
+    let load = Load::misses(&cluster, "freeze-load");
     tokio::time::sleep(Duration::from_secs(1)).await;
     signal_node(&victim, Signal::SIGSTOP);
     tokio::time::sleep(Duration::from_secs(3)).await;
