@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod netns;
 pub mod origin;
 pub mod ring;
+pub mod ssh;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

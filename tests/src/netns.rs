@@ -96,6 +96,11 @@ impl TestHost {
         cmd
     }
 
+    /// The namespace's name (for `ip netns exec`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Partitions the namespace from [`TestHost::services_ip`]: its packets there are dropped.
     pub fn cut_off_services(&self) {
         run(&[
@@ -112,8 +117,21 @@ impl TestHost {
     }
 }
 
+impl TestHost {
+    /// Kills (SIGKILL) every process running inside the namespace: an sshd, nodes a playbook
+    /// started there.
+    pub fn kill_processes(&self) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).output();
+            }
+        }
+    }
+}
+
 impl Drop for TestHost {
     fn drop(&mut self) {
+        self.kill_processes();
         // Deleting one end of a veth pair deletes both; the namespace itself may linger until
         // its last socket is gone, so the link is not left to it.
         let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
