@@ -31,6 +31,9 @@ pub struct App {
     pub auth: Authenticator,
     /// Longest a `wait: true` purge waits (beyond it, a lease holder is surely expired).
     pub max_wait: Duration,
+    /// Turns true when purge-api stops: every log stream then ends, so that the graceful stop
+    /// does not wait for nodes that follow the log for ever (they reconnect with backoff).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -191,6 +194,7 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let mut head = app.writer.head();
+    let mut stopping = app.stopping.clone();
     tokio::spawn(async move {
         let line = |l: &LogLine| Ok(Bytes::from(encode_line(l)));
         let mut next = q.from.max(1);
@@ -216,8 +220,14 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
                     return;
                 }
             };
+            if *stopping.borrow() {
+                return;
+            }
             if records.is_empty() {
-                let beat = tokio::time::timeout(Duration::from_secs(1), head.changed()).await;
+                let beat = tokio::select! {
+                    beat = tokio::time::timeout(Duration::from_secs(1), head.changed()) => beat,
+                    _ = stopping.changed() => return,
+                };
                 if beat.is_err()
                     && tx
                         .send(line(&LogLine::Heartbeat {

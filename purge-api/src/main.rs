@@ -11,7 +11,7 @@ use fresco_purge_api::auth::Authenticator;
 use fresco_purge_api::config::PurgeApiConfig;
 use fresco_purge_api::http::{App, router};
 use fresco_purge_api::log::{GroupCommit, PurgeLog, RedbLog};
-use fresco_purge_api::members::Members;
+use fresco_purge_api::members::{GrantRecord, Members};
 
 /// fresco purge API: accepts purges (bearer token or signed origin webhook), writes them to a
 /// durable log, streams the log to every edge and shield, and answers once every node holding a
@@ -50,9 +50,16 @@ async fn main() -> ExitCode {
         }
     };
     let bounds = log.bounds();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let app = Arc::new(App {
+        stopping,
         writer: GroupCommit::start(log.clone()),
-        members: Members::new(config.lease(), config.lease_bound(), bounds.head),
+        members: Members::new(
+            config.lease(),
+            config.lease_bound(),
+            bounds.head,
+            GrantRecord::in_dir(&config.data_dir),
+        ),
         auth: Authenticator::new(config.tokens.clone(), config.webhook_secrets.clone()),
         // A holder that neither acks nor renews is surely expired after one bound; one that
         // renews without progress loses its lease at its second renewal.
@@ -80,7 +87,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(listen = %config.listen, head = bounds.head, first = bounds.first, lease_ms = config.lease_ms, "purge-api ready");
-    let shutdown = async {
+    let shutdown = async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! {
@@ -88,6 +95,7 @@ async fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("purge-api stopping");
+        let _ = stop.send(true);
     };
     // Log lines and acks are small writes that must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {

@@ -9,6 +9,8 @@
 //!   counts: it is fenced and will not serve mutable objects until it has caught up.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fresco_protocol::{LeaseRequest, LeaseResponse, Role};
@@ -74,6 +76,53 @@ impl State {
     }
 }
 
+/// Whether a purge-api on this data dir ever granted a lease: a file written and synced before
+/// the first lease a process grants. A restarted purge-api cannot see the leases its previous
+/// process granted, and an empty log does not mean there were none: with this record it waits
+/// them out whatever its log holds.
+pub struct GrantRecord {
+    path: Option<PathBuf>,
+    written: AtomicBool,
+}
+
+impl GrantRecord {
+    /// The record kept in `dir` (purge-api's data dir).
+    pub fn in_dir(dir: &Path) -> Self {
+        let path = dir.join("leases-granted");
+        Self {
+            written: AtomicBool::new(path.exists()),
+            path: Some(path),
+        }
+    }
+
+    /// A record that starts empty and is never kept (tests).
+    pub fn in_memory() -> Self {
+        Self {
+            path: None,
+            written: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a lease was granted on this data dir before this process.
+    fn granted_before(&self) -> bool {
+        self.path.as_ref().is_some_and(|p| p.exists())
+    }
+
+    /// Records, durably and once, that a lease is about to be granted.
+    fn record(&self) {
+        if self.written.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(path) = &self.path else { return };
+        let written = std::fs::File::create(path).and_then(|f| f.sync_all());
+        if let Err(e) = written {
+            // Only a restart right after this one is less safe: it waits out old leases only
+            // if its log is not empty. Said loudly, not fatal.
+            tracing::error!(error = %e, path = %path.display(), "could not record that leases were granted");
+        }
+    }
+}
+
 /// The membership table, shared by the HTTP handlers.
 pub struct Members {
     state: Mutex<State>,
@@ -83,25 +132,32 @@ pub struct Members {
     lease: Duration,
     lease_bound: Duration,
     changed: watch::Sender<u64>,
+    grants: GrantRecord,
 }
 
 impl Members {
     /// A table for leases of `lease` that purge-api takes as expired after `lease_bound`.
     /// `answered_max` starts at the log's head: after a restart, any logged purge may have been
-    /// answered, and for `lease_bound` no purge completes, since nodes may still hold leases
-    /// granted before the restart.
-    pub fn new(lease: Duration, lease_bound: Duration, answered_max: u64) -> Self {
+    /// answered. For `lease_bound` no purge completes when leases may have been granted before
+    /// (a non-empty log, or `grants` says so), since nodes may still hold them.
+    pub fn new(lease: Duration, lease_bound: Duration, answered_max: u64, grants: GrantRecord) -> Self {
+        let leases_may_be_held = answered_max > 0 || grants.granted_before();
         Self {
             state: Mutex::new(State {
                 members: BTreeMap::new(),
                 answered_max,
             }),
-            // A fresh log had no earlier process answering purges; a restarted one may have
-            // nodes holding its leases.
-            leases_unknown_until: Instant::now() + if answered_max > 0 { lease_bound } else { Duration::ZERO },
+            // A data dir that never granted a lease has no node holding one.
+            leases_unknown_until: Instant::now()
+                + if leases_may_be_held {
+                    lease_bound
+                } else {
+                    Duration::ZERO
+                },
             lease,
             lease_bound,
             changed: watch::channel(0).0,
+            grants,
         }
     }
 
@@ -143,6 +199,7 @@ impl Members {
         }
         let granted = member.applied >= needed;
         let reason = if granted {
+            self.grants.record();
             member.lease_until = Some(now + self.lease_bound);
             None
         } else {
@@ -294,7 +351,12 @@ mod tests {
 
     #[test]
     fn a_lease_needs_the_head_that_was_shown_and_every_answered_purge() {
-        let m = Members::new(Duration::from_secs(2), Duration::from_millis(2200), 0);
+        let m = Members::new(
+            Duration::from_secs(2),
+            Duration::from_millis(2200),
+            0,
+            GrantRecord::in_memory(),
+        );
         // First contact at head 5: not yet caught up.
         assert!(!m.renew(&lease("e1", 0), 5).granted);
         assert!(
@@ -306,7 +368,12 @@ mod tests {
 
     #[test]
     fn a_stalled_node_loses_its_lease_at_the_second_renewal() {
-        let m = Members::new(Duration::from_secs(2), Duration::from_millis(2200), 0);
+        let m = Members::new(
+            Duration::from_secs(2),
+            Duration::from_millis(2200),
+            0,
+            GrantRecord::in_memory(),
+        );
         m.renew(&lease("e1", 0), 0);
         assert!(m.renew(&lease("e1", 0), 0).granted);
         assert!(m.renew(&lease("e1", 0), 3).granted, "head 3 was not shown before");
@@ -315,7 +382,12 @@ mod tests {
 
     #[test]
     fn a_purge_completes_when_every_lease_holder_acked() {
-        let m = Members::new(Duration::from_secs(2), Duration::from_millis(2200), 0);
+        let m = Members::new(
+            Duration::from_secs(2),
+            Duration::from_millis(2200),
+            0,
+            GrantRecord::in_memory(),
+        );
         for node in ["e1", "e2"] {
             m.renew(&lease(node, 0), 0);
             assert!(m.renew(&lease(node, 0), 0).granted);
@@ -338,7 +410,12 @@ mod tests {
 
     #[test]
     fn after_a_restart_no_purge_completes_until_old_leases_surely_expired() {
-        let m = Members::new(Duration::from_millis(100), Duration::from_millis(150), 7);
+        let m = Members::new(
+            Duration::from_millis(100),
+            Duration::from_millis(150),
+            7,
+            GrantRecord::in_memory(),
+        );
         assert!(
             !m.status(8).0.complete,
             "a node may hold a lease from before the restart"
@@ -348,8 +425,39 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_on_an_empty_log_still_waits_out_the_leases_granted_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Members::new(
+            Duration::from_millis(100),
+            Duration::from_millis(150),
+            0,
+            GrantRecord::in_dir(dir.path()),
+        );
+        first.renew(&lease("e1", 0), 0);
+        assert!(first.renew(&lease("e1", 0), 0).granted);
+        drop(first);
+        let restarted = Members::new(
+            Duration::from_millis(100),
+            Duration::from_millis(150),
+            0,
+            GrantRecord::in_dir(dir.path()),
+        );
+        assert!(
+            !restarted.status(1).0.complete,
+            "e1 may still hold the lease the previous process granted, though the log is empty"
+        );
+        std::thread::sleep(Duration::from_millis(160));
+        assert!(restarted.status(1).0.complete);
+    }
+
+    #[test]
     fn a_node_ahead_of_the_log_gets_no_lease() {
-        let m = Members::new(Duration::from_secs(2), Duration::from_millis(2200), 0);
+        let m = Members::new(
+            Duration::from_secs(2),
+            Duration::from_millis(2200),
+            0,
+            GrantRecord::in_memory(),
+        );
         let answer = m.renew(&lease("e1", 9), 3);
         assert!(!answer.granted);
         assert!(answer.reason.unwrap().contains("reset"));
@@ -357,7 +465,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_unresponsive_holder_stops_counting_when_its_lease_surely_expired() {
-        let m = Members::new(Duration::from_millis(100), Duration::from_millis(150), 0);
+        let m = Members::new(
+            Duration::from_millis(100),
+            Duration::from_millis(150),
+            0,
+            GrantRecord::in_memory(),
+        );
         m.renew(&lease("e1", 0), 0);
         assert!(m.renew(&lease("e1", 0), 0).granted);
         let started = Instant::now();

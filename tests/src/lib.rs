@@ -48,6 +48,7 @@ pub struct ClusterBuilder {
     deadline_ms: u64,
     lease_ms: u64,
     listen_ip: Option<std::net::Ipv4Addr>,
+    replicas: usize,
     state: Option<Arc<tempfile::TempDir>>,
 }
 
@@ -60,6 +61,7 @@ impl Default for ClusterBuilder {
             deadline_ms: 5000,
             lease_ms: 2000,
             listen_ip: None,
+            replicas: 1,
             state: None,
         }
     }
@@ -98,6 +100,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Sets the edges' `routing.replicas`.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
     /// Reuses the state dir of a stopped cluster (its ports, ids and caches).
     pub fn state_of_dir(mut self, state: Arc<tempfile::TempDir>) -> Self {
         self.state = Some(state);
@@ -120,6 +128,7 @@ impl ClusterBuilder {
             ])
             .args(["--deadline-ms", &self.deadline_ms.to_string()])
             .args(["--lease-ms", &self.lease_ms.to_string()])
+            .args(["--replicas", &self.replicas.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(origin) = &self.origin {
@@ -202,9 +211,14 @@ pub fn stop_node(node: &NodeInfo, signal: Signal) {
 
 /// Waits until a node's process has exited; panics after `limit`.
 pub fn wait_for_exit(node: &NodeInfo, limit: Duration) {
+    wait_for_pid_exit(node.pid, &node.id, limit);
+}
+
+/// Waits until process `pid` (called `what` in the panic) has exited; panics after `limit`.
+pub fn wait_for_pid_exit(pid: u32, what: &str, limit: Duration) {
     let started = std::time::Instant::now();
-    while process_is_running(node.pid) {
-        assert!(started.elapsed() < limit, "{} did not exit within {limit:?}", node.id);
+    while process_is_running(pid) {
+        assert!(started.elapsed() < limit, "{what} did not exit within {limit:?}");
         std::thread::sleep(Duration::from_millis(5));
     }
 }

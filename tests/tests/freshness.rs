@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use fresco_e2e::origin::{TestOrigin, versioned_body};
-use fresco_e2e::{Cluster, Signal, client, header, signal_node};
+use fresco_e2e::{Cluster, Signal, client, header, signal_node, wait_for_pid_exit};
 use serde_json::json;
 
 /// The version an edge serves for `path` (and that its body is that version's).
@@ -270,12 +270,27 @@ async fn a_purge_api_killed_and_restarted_loses_nothing_it_answered() {
 }
 
 fn nix_kill(pid: u32) {
-    let pid = nix::unistd::Pid::from_raw(pid as i32);
-    nix::sys::signal::kill(pid, Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     // Wait until it is dead (a zombie until devcluster reaps it), so its port is free.
-    let stat = format!("/proc/{pid}/stat");
-    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')))
-    {
-        std::thread::sleep(Duration::from_millis(10));
+    wait_for_pid_exit(pid, "purge-api after SIGKILL", Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_api_stopped_with_sigterm_stops_at_once_while_nodes_follow_its_log() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    // Every node holds a log stream open; a graceful stop must not wait for them to hang up.
+    let pid = cluster.info.purge_api_pid;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    wait_for_pid_exit(pid, "purge-api after SIGTERM", Duration::from_secs(5));
+    // It comes back on its data, and the nodes follow it again.
+    let _purge_api = cluster.restart_purge_api();
+    let path = "/mut/after-stop.png";
+    warm_everywhere(&cluster, path, 1).await;
+    origin.set_version(path, 2);
+    let answer = cluster.purge(json!({"urls": [path]})).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for edge in 0..2 {
+        assert_eq!(version_at(&cluster, edge, path).await, 2);
     }
 }
