@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test lint bench bench-purge bench-live bench-feed bench-store clean setup
+.PHONY: run build test lint bench bench-purge bench-live bench-feed bench-store bench-scale clean setup
 
 setup:
 	@scripts/setup.sh
@@ -28,21 +28,30 @@ bench: build
 	loadtest/peers.sh
 
 bench-purge: build
+	@scripts/setup.sh bench
 	target/release/purge-bench
 	python3 loadtest/plot_purge.py docs/bench/purge-latency.csv docs/bench/purge-latency.png
 
 bench-feed: build
+	@scripts/setup.sh bench
 	target/release/feed-bench
 	python3 loadtest/plot_feed.py docs/bench/feed-fanout.csv docs/bench/feed-fanout.png
 
 bench-live: build
 	@scripts/setup.sh test
+	@scripts/setup.sh bench
 	target/release/swap-bench
 	python3 loadtest/plot_swap.py docs/bench/swap-latency.csv docs/bench/swap-latency.png
 
 bench-store: build
+	@scripts/setup.sh bench
 	target/release/store-bench
 	python3 loadtest/plot_store.py docs/bench/store docs/bench/store.png
+
+bench-scale: build
+	@scripts/setup.sh bench
+	target/release/scale-bench
+	python3 loadtest/plot_scaling.py docs/bench/scaling.csv docs/bench/scaling.png
 
 clean:
 	rm -rf $(STATE)

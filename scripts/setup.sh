@@ -17,6 +17,9 @@ if [ "${1:-}" = test ]; then                                   # live.js in a re
   command -v ansible-lint >/dev/null || need_pkgs+=(ansible-lint)
   [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 fi
+if [ "${1:-}" = bench ]; then                                  # the benchmarks' load and plots
+  command -v wrk >/dev/null || need_pkgs+=(wrk)
+fi
 
 if ! command -v cargo >/dev/null; then
   echo "fresco needs a Rust toolchain (1.91 or newer): https://rustup.rs, then run this again." >&2
@@ -33,4 +36,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "  sudo apt-get install -y ${need_pkgs[*]}" >&2
     exit 1
   fi
+fi
+
+# The benchmarks' plots: matplotlib for the python3 that runs them (from PyPI).
+if [ "${1:-}" = bench ] && ! python3 -c 'import matplotlib' 2>/dev/null; then
+  echo "==> installing matplotlib (pip)"
+  python3 -m pip install --quiet matplotlib
 fi

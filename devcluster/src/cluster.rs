@@ -32,6 +32,8 @@ pub struct ClusterOptions {
     pub lease_ms: u64,
     /// The address every process listens on (loopback by default).
     pub listen_ip: std::net::IpAddr,
+    /// Edges: on how many shields each key is kept (`routing.replicas`).
+    pub replicas: usize,
 }
 
 struct Process {
@@ -80,6 +82,7 @@ struct Common<'a> {
     origin: &'a str,
     purge_api: &'a str,
     token: &'a str,
+    replicas: usize,
 }
 
 fn node_config(
@@ -113,10 +116,12 @@ fn node_config(
          deadline_ms: {deadline_ms}\n\
          cache:\n  memory: 64MiB\n  disk: 256MiB\n  dir: {cache}\n  block: 4MiB\n\
          shields: [{shields}]\n\
+         routing: {{ replicas: {replicas} }}\n\
          freshness:\n  purge_api: {purge_api}\n  token: {token}\n  state_dir: {fresh}\n\
          sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign]\n",
         cache = state.cache(id).display(),
         shields = shields.join(", "),
+        replicas = common.replicas,
         purge_api = common.purge_api,
         token = common.token,
         fresh = state.freshness(id).display(),
@@ -254,6 +259,7 @@ impl Running {
             origin: &r.info.origin,
             purge_api: &r.info.purge_api,
             token: &r.info.purge_token,
+            replicas: r.options.replicas,
         };
         let shields = r.info.shields.clone();
         let (node, process) = start_node(&r.options, &r.state, &mut r.ports, &common, role, &id, &shields).await?;
@@ -352,6 +358,7 @@ async fn start(
         origin: &origin,
         purge_api: &purge_api,
         token: &token,
+        replicas: options.replicas,
     };
     let mut info = ClusterInfo {
         origin: origin.clone(),

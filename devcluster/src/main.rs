@@ -44,6 +44,9 @@ struct Cli {
     /// other hosts (network namespaces, for nodes added with ansible) reach it on.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     listen_ip: std::net::IpAddr,
+    /// On how many shields each key is kept (the edges' `routing.replicas`).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 #[derive(Subcommand)]
@@ -167,6 +170,7 @@ async fn main() -> ExitCode {
                 bin_dir,
                 lease_ms: cli.lease_ms,
                 listen_ip: cli.listen_ip,
+                replicas: cli.replicas,
             })
             .await
         }

@@ -20,10 +20,6 @@
 mod bytes;
 #[path = "store_bench/latency.rs"]
 mod latency;
-#[path = "store_bench/load.rs"]
-mod load;
-#[path = "store_bench/node.rs"]
-mod node;
 #[path = "store_bench/restart.rs"]
 mod restart;
 
@@ -36,8 +32,8 @@ use fresco_e2e::corpus::{BodyKind, Corpus, CorpusMix, CorpusOrigin, SeededRng};
 use fresco_e2e::metrics::{Scrape, wait_for_disk_writes};
 use fresco_e2e::{Cluster, NodeInfo};
 
-use crate::load::{Until, get, run_pool};
-use crate::node::{CacheSizes, restart_with_sizes};
+use fresco_loadtest::node_sizes::{CacheSizes, restart_with_sizes};
+use fresco_loadtest::pool::{Until, get, run_pool};
 
 /// Measures the store on a real cluster: stored against logical bytes, hit latency from
 /// memory and disk, and a warm restart after `kill -9`.
@@ -216,11 +212,11 @@ async fn bytes_and_latency(cli: &Cli, summary: &mut Summary) {
         run.print();
         summary.add(
             format!("{}_hit_p50_ms", run.tier),
-            load::percentile(&run.sorted_ms, 0.5),
+            fresco_loadtest::pool::percentile(&run.sorted_ms, 0.5),
         );
         summary.add(
             format!("{}_hit_p99_ms", run.tier),
-            load::percentile(&run.sorted_ms, 0.99),
+            fresco_loadtest::pool::percentile(&run.sorted_ms, 0.99),
         );
         let found = run.memory_lookups + run.disk_lookups;
         let share = if run.tier == "memory" {

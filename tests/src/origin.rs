@@ -188,4 +188,9 @@ impl TestOrigin {
     pub fn seen(&self, path: &str) -> Seen {
         self.shared.seen.lock().unwrap().get(path).copied().unwrap_or_default()
     }
+
+    /// Requests the origin got, for every path.
+    pub fn requests_total(&self) -> usize {
+        self.shared.seen.lock().unwrap().values().map(|s| s.requests).sum()
+    }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use fresco_e2e::NodeInfo;
 use fresco_e2e::metrics::Scrape;
 
-use crate::load::{get, percentile};
+use fresco_loadtest::pool::{get, percentile};
 
 /// The hits of one run, and where the store found them.
 pub struct TierLatency {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fresco_e2e::corpus::SeededRng;
 
-use crate::load::{Until, get, percentile, run_pool};
+use fresco_loadtest::pool::{Until, get, percentile, run_pool};
 
 /// A request trace: indices into a corpus, Zipf-distributed over a random ranking of it (so
 /// popularity does not follow the corpus's order).
