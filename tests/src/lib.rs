@@ -263,6 +263,18 @@ pub struct PurgeAnswer {
     pub body: serde_json::Value,
 }
 
+impl PurgeAnswer {
+    /// The nodes that acked the purge (`acked`).
+    pub fn acked(&self) -> Vec<String> {
+        self.body["acked"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+}
+
 impl Cluster {
     /// `POST /v1/purge` with the cluster's bearer token.
     pub async fn purge(&self, body: serde_json::Value) -> PurgeAnswer {

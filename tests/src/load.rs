@@ -21,6 +21,25 @@ impl LoadReport {
     pub fn error_ratio(&self) -> f64 {
         self.failures.len() as f64 / self.requests.max(1) as f64
     }
+
+    /// Prints the report and asserts that the load ran (over 300 requests) and that at most
+    /// `ratio` of its requests failed, naming the first failures when more did.
+    pub fn assert_at_most(&self, ratio: f64) {
+        eprintln!(
+            "load: {} requests, {} failed, slowest {:?}",
+            self.requests,
+            self.failures.len(),
+            self.slowest
+        );
+        assert!(self.requests > 300, "the load ran: {self:?}");
+        assert!(
+            self.error_ratio() <= ratio,
+            "{} of {} requests failed: {:?}",
+            self.failures.len(),
+            self.requests,
+            &self.failures[..self.failures.len().min(5)]
+        );
+    }
 }
 
 /// A load that runs until [`Load::finish`] (or `limit`, whichever is first).

@@ -117,14 +117,9 @@ async fn add_edge_rolls_a_new_edge_into_the_running_cluster_and_a_second_run_cha
     origin.set_version(mutable, 2);
     let purge = cluster.purge(json!({ "urls": [mutable] })).await;
     assert_eq!(purge.status, 200, "{}", purge.body);
-    let acked: Vec<&str> = purge.body["acked"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str())
-        .collect();
+    let acked = purge.acked();
     assert!(
-        acked.contains(&"edge-ns"),
+        acked.iter().any(|a| a == "edge-ns"),
         "the rolled-out edge acked the purge: {acked:?}"
     );
     let v2 = http.get(format!("{edge}{mutable}")).send().await.unwrap();

@@ -40,13 +40,11 @@ async fn an_edge_and_a_shield_join_and_leave_while_the_cluster_serves() {
     origin.set_version(mutable, 2);
     let purge = cluster.purge(json!({ "urls": [mutable] })).await;
     assert_eq!(purge.status, 200, "{}", purge.body);
-    let acked: Vec<&str> = purge.body["acked"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str())
-        .collect();
-    assert!(acked.contains(&"edge-3"), "the new edge acked the purge: {acked:?}");
+    let acked = purge.acked();
+    assert!(
+        acked.iter().any(|a| a == "edge-3"),
+        "the new edge acked the purge: {acked:?}"
+    );
     let after = http.get(format!("{}{mutable}", edge.url)).send().await.unwrap();
     assert_eq!(after.bytes().await.unwrap().as_ref(), versioned_body(mutable, 2));
 
@@ -73,19 +71,5 @@ async fn an_edge_and_a_shield_join_and_leave_while_the_cluster_serves() {
         get_ok(&cluster.edge_url(1, path)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = load.finish().await;
-    eprintln!(
-        "load: {} requests, {} failed, slowest {:?}",
-        report.requests,
-        report.failures.len(),
-        report.slowest
-    );
-    assert!(report.requests > 300, "the load ran: {report:?}");
-    assert!(
-        report.failures.is_empty(),
-        "{} of {} requests failed while nodes joined and left: {:?}",
-        report.failures.len(),
-        report.requests,
-        &report.failures[..report.failures.len().min(5)]
-    );
+    load.finish().await.assert_at_most(0.0);
 }

@@ -2,6 +2,7 @@
 //! the admin endpoints and the node's process setup.
 
 pub mod admin;
+pub mod background;
 pub mod cache_key;
 pub mod config;
 pub mod content_coding;

@@ -73,21 +73,12 @@ fn start_subscriber(
         admin: Some(config.admin_listen.to_string()),
     };
     let (purge_api, token) = (section.purge_api.clone(), section.token.clone());
-    std::thread::Builder::new()
-        .name("fresco-purges".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            runtime.block_on(async move {
-                if let Some(feed) = feed {
-                    tokio::spawn(prefill::run(feed, purge_api, token));
-                }
-                subscriber::run(fresh, subscriber).await
-            });
-        })
-        .expect("spawning the purge subscriber");
+    crate::background::spawn_thread("fresco-purges", move || async move {
+        if let Some(feed) = feed {
+            tokio::spawn(prefill::run(feed, purge_api, token));
+        }
+        subscriber::run(fresh, subscriber).await
+    });
 }
 
 /// The longest a starting node waits to catch up with the purge log before it listens.

@@ -171,16 +171,7 @@ impl ShieldRouter {
     pub fn start(self: &Arc<Self>, wait: Duration) {
         let (first, first_done) = std::sync::mpsc::channel();
         let router = self.clone();
-        std::thread::Builder::new()
-            .name("fresco-routing".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime");
-                runtime.block_on(router.run(first));
-            })
-            .expect("spawning the routing thread");
+        crate::background::spawn_thread("fresco-routing", move || router.run(first));
         let _ = first_done.recv_timeout(wait);
     }
 
