@@ -608,8 +608,12 @@ impl ProxyHttp for CacheProxy {
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
         let (Upstream::Shield(shield), Some(router)) = (&ctx.upstream, &self.router) else {
-            // pingora's default: only a request sent on a reused connection is sent again.
-            e.retry.decide_reuse(client_reused);
+            // pingora's default: an idempotent request sent on a reused connection is sent again.
+            if session.req_header().method.is_idempotent() && !session.as_ref().retry_buffer_truncated() {
+                e.retry.decide_reuse(client_reused);
+            } else {
+                e.set_retry(false);
+            }
             return e;
         };
         if session.response_written().is_some() {

@@ -84,6 +84,23 @@ impl SubscriptionRequest {
 
     /// Checks the request against the limits and resolves every URL to its cache key.
     pub fn resolve(self, fresh: &Freshness, max_subscriptions: usize) -> Result<Subscription, Refusal> {
+        self.check_limits(max_subscriptions)?;
+        let urls = self
+            .urls
+            .into_iter()
+            .map(|given| {
+                let target = Target::parse(&given, "url").map_err(|m| Refusal::new(400, m))?;
+                Ok(Followed {
+                    primary: fresh.url_key(&target),
+                    given,
+                })
+            })
+            .collect::<Result<_, Refusal>>()?;
+        Ok(Subscription { urls, tags: self.tags })
+    }
+
+    /// How many items, how long each, and what a tag may hold.
+    fn check_limits(&self, max_subscriptions: usize) -> Result<(), Refusal> {
         let count = self.urls.len() + self.tags.len();
         if count == 0 {
             return Err(Refusal::new(400, "follow at least one `url` or `tag`"));
@@ -99,7 +116,11 @@ impl SubscriptionRequest {
         if let Some(long) = self.urls.iter().chain(&self.tags).find(|t| t.len() > MAX_ITEM_BYTES) {
             return Err(Refusal::new(
                 400,
-                format!("`{}…` is longer than {MAX_ITEM_BYTES} bytes", &long[..64]),
+                // Cut on a character boundary: a client's text is any UTF-8.
+                format!(
+                    "`{}…` is longer than {MAX_ITEM_BYTES} bytes",
+                    &long[..long.floor_char_boundary(64)]
+                ),
             ));
         }
         if self.tags.iter().any(|t| t.is_empty() || t.contains([' ', ','])) {
@@ -108,18 +129,7 @@ impl SubscriptionRequest {
                 "a tag must be a non-empty word without spaces or commas",
             ));
         }
-        let urls = self
-            .urls
-            .into_iter()
-            .map(|given| {
-                let target = Target::parse(&given, "url").map_err(|m| Refusal::new(400, m))?;
-                Ok(Followed {
-                    primary: fresh.url_key(&target),
-                    given,
-                })
-            })
-            .collect::<Result<_, Refusal>>()?;
-        Ok(Subscription { urls, tags: self.tags })
+        Ok(())
     }
 }
 
@@ -229,5 +239,22 @@ mod tests {
         assert_eq!(SubscriptionRequest::from_form(b"uri=/a").unwrap_err().status, 400);
         let json = SubscriptionRequest::from_json(br#"{"urls":["/a"],"tags":["t"]}"#).unwrap();
         assert_eq!((json.urls.len(), json.tags.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_long_url_of_any_text_is_refused_not_a_panic() {
+        // 63 ASCII bytes, then two-byte characters: byte 64 falls inside one.
+        let long = format!("/{}{}", "a".repeat(62), "é".repeat(3000));
+        let request = SubscriptionRequest {
+            urls: vec![long],
+            ..Default::default()
+        };
+        let refusal = request.check_limits(256).unwrap_err();
+        assert_eq!(refusal.status, 400);
+        assert!(
+            refusal.message.contains("longer than 4096 bytes"),
+            "{}",
+            refusal.message
+        );
     }
 }
