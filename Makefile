@@ -12,7 +12,7 @@ build: setup
 	$(CARGO) build --release --bins
 
 run: build
-	@echo "==> starting a local cluster in ./$(STATE) (Ctrl-C stops it)"
+	@echo "==> starting a local cluster in $(STATE) (Ctrl-C stops it)"
 	target/release/devcluster --state-dir $(STATE)
 
 test: build

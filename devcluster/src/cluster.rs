@@ -440,6 +440,10 @@ fn print_welcome(info: &ClusterInfo, demo_origin: bool, state_dir: &Path) {
             state_dir.display()
         );
     }
+    eprintln!(
+        "  grow:    target/release/devcluster join --state-dir {} --role shield   (or edge; `leave NODE_ID` stops one)",
+        state_dir.display()
+    );
     eprintln!("  stop:    Ctrl-C");
     eprintln!();
 }
