@@ -14,6 +14,12 @@
 //! | `/broken/…` | after 300 ms, announces the 20 KB body but dies after 5 KB of it |
 //! | `/mut/<name>` | a mutable object at a version the test sets ([`TestOrigin::set_version`]): `X-Version`, ETag and body follow it; `Surrogate-Key: obj-<name> all-mut` |
 //! | `/slowmut/<name>` | as `/mut/` after 600 ms (the version is read when the request arrives) |
+//! | `/status/<code>` | that status with an empty body and no caching headers |
+//!
+//! Like many real origins it also answers differently to what a cache should not pass on: a
+//! request with `X-Forwarded-Host`, `X-Original-URL` or `X-HTTP-Method-Override`, a `utm_source`
+//! query parameter, or a body gets [`POISONED`] (200, cacheable for 5 minutes); a request target
+//! over 8 KiB gets 414. Each is counted in [`Seen::poisoned`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +38,8 @@ pub struct Seen {
     pub requests: usize,
     /// Requests carrying `If-None-Match`.
     pub conditional: usize,
+    /// Answers to requests carrying what a cache should have dropped (see the module doc).
+    pub poisoned: usize,
     /// 304 answers.
     pub not_modified: usize,
 }
@@ -40,6 +48,28 @@ pub struct Seen {
 struct Shared {
     seen: Mutex<HashMap<String, Seen>>,
     versions: Mutex<HashMap<String, u64>>,
+}
+
+/// The body of the answer to a request that carried what a cache should have dropped.
+pub const POISONED: &[u8] = b"poisoned: the origin answered to an unkeyed input";
+
+/// Whether a request carries what a cache must not pass on unkeyed (see the module doc).
+fn carries_unkeyed_input(req: &Request) -> bool {
+    let h = req.headers();
+    [
+        "x-forwarded-host",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+    ]
+    .iter()
+    .any(|name| h.contains_key(*name))
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split(['&', ';']).any(|p| p.starts_with("utm_source=")))
+        || h.get(header::CONTENT_LENGTH).is_some_and(|v| v != "0")
+        || h.contains_key(header::TRANSFER_ENCODING)
 }
 
 /// The body of version `version` of `path`.
@@ -71,6 +101,8 @@ pub fn etag_of(path: &str) -> String {
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let poisoned = carries_unkeyed_input(&req);
     let if_none_match = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -86,8 +118,22 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         s.requests += 1;
         s.conditional += usize::from(if_none_match.is_some());
         s.not_modified += usize::from(not_modified);
+        s.poisoned += usize::from(poisoned);
+    }
+    if uri_len > 8192 {
+        return StatusCode::URI_TOO_LONG.into_response();
+    }
+    if poisoned {
+        let h = [(header::CACHE_CONTROL, "public, max-age=300")];
+        return (h, POISONED).into_response();
     }
     let kind = path.split('/').nth(1).unwrap_or("");
+    if kind == "status" {
+        let code = path.rsplit('/').next().and_then(|c| c.parse().ok()).unwrap_or(500);
+        return StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response();
+    }
     if kind == "broken" {
         return broken_response(&path).await;
     }

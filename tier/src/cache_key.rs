@@ -6,29 +6,40 @@
 
 use pingora_cache::CacheKey;
 
-/// Builds the primary key text for `site` and a request target (`/path?query`).
+/// Builds the primary key text for `site` and a request target (`/path?query`): the site, a
+/// newline, and [`normalized_target`].
 pub fn primary_key(site: &str, target: &str, ignore_query: &[String]) -> String {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut key = String::with_capacity(site.len() + target.len() + 2);
+    let target = normalized_target(target, ignore_query);
+    let mut key = String::with_capacity(site.len() + target.len() + 1);
     key.push_str(site);
     // Sites are single words, so a newline frames the parts unambiguously.
     key.push('\n');
-    key.push_str(&normalize_path(path));
+    key.push_str(&target);
+    key
+}
+
+/// The request target a key stands for: the normalized path, then the query's parameters with
+/// escapes normalized, sorted, and without those in `ignore_query`. It is also what goes
+/// upstream (`crate::poisoning`), so that nothing unkeyed in the URL reaches the origin.
+pub fn normalized_target(target: &str, ignore_query: &[String]) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut out = normalize_path(path);
     let mut params: Vec<String> = query
         .split('&')
         .filter(|p| !p.is_empty())
+        .map(normalize_escapes)
+        // Named after normalizing, so that `%75tm_source` is `utm_source`.
         .filter(|p| {
-            let name = p.split_once('=').map_or(*p, |(n, _)| n);
+            let name = p.split_once('=').map_or(p.as_str(), |(n, _)| n);
             !ignore_query.iter().any(|ignored| ignored == name)
         })
-        .map(normalize_escapes)
         .collect();
     if !params.is_empty() {
         params.sort();
-        key.push('?');
-        key.push_str(&params.join("&"));
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
-    key
+    out
 }
 
 /// The key text a path prefix purge matches: every primary key that starts with it.
@@ -118,6 +129,14 @@ mod tests {
         let b = primary_key("shop", "/img/~a/b.jpg?h=50&w=100", &ignore);
         assert_eq!(a, b);
         assert_eq!(a, "shop\n/img/~a/b.jpg?h=50&w=100");
+    }
+
+    #[test]
+    fn the_target_sent_upstream_is_the_keyed_one() {
+        let ignore = vec!["utm_source".to_string(), "fresco".to_string()];
+        let key = primary_key("shop", "/x/%2e%2e/img/a.jpg?w=1&%75tm_source=evil&fresco=9", &ignore);
+        assert_eq!(key, "shop\n/img/a.jpg?w=1");
+        assert_eq!(normalized_target("/a/./b?", &ignore), "/a/b");
     }
 
     #[test]

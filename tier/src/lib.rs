@@ -13,5 +13,6 @@ pub mod freshness;
 pub mod immutable;
 pub mod metrics;
 pub mod node;
+pub mod poisoning;
 pub mod proxy;
 pub mod routing;

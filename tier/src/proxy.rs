@@ -24,7 +24,7 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{HMap, RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::cache_key::{cache_key, primary_key};
+use crate::cache_key::{cache_key, normalized_target, primary_key};
 use crate::config::{BrowserCache, NodeConfig, parse_origin};
 use crate::content_coding::HitCoding;
 use crate::drain::{InFlight, RequestsInFlight};
@@ -37,6 +37,7 @@ use crate::freshness::Freshness;
 use crate::freshness::rules::Verdict;
 use crate::immutable::{marked_immutable, versioned_url};
 use crate::metrics::METRICS;
+use crate::poisoning::{prepare_upstream, refused_framing};
 use crate::routing::{Failure, Retry, Shield, ShieldRouter, hash64};
 
 /// Which tier a node is.
@@ -144,9 +145,10 @@ pub struct CacheProxy {
 static HEURISTIC_TTL_SECS: AtomicU64 = AtomicU64::new(60);
 
 fn heuristic_fresh(status: StatusCode) -> Option<Duration> {
-    // The heuristically cacheable status codes of RFC 9110 §15.1.
+    // The heuristically cacheable status codes of RFC 9110 §15.1, less the errors but 404 and
+    // 410: a 405, 414 or 501 is what a hostile request gets, not what the URL is.
     match status.as_u16() {
-        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501 => {
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 410 => {
             Some(Duration::from_secs(HEURISTIC_TTL_SECS.load(Ordering::Relaxed)))
         }
         _ => None,
@@ -375,6 +377,11 @@ impl ProxyHttp for CacheProxy {
             METRICS.error(FailureKind::Client);
             let message = format!("method {} not allowed: fresco serves GET and HEAD", req.method);
             send_json_error(session, 405, &message, &self.node_id).await?;
+            return Ok(true);
+        }
+        if let Some(reason) = refused_framing(req) {
+            METRICS.error(FailureKind::Client);
+            send_json_error(session, 400, reason, &self.node_id).await?;
             return Ok(true);
         }
         ctx.site = self.site_for(req);
@@ -648,13 +655,26 @@ impl ProxyHttp for CacheProxy {
 
     async fn upstream_request_filter(
         &self,
-        _: &mut Session,
+        session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()>
     where
         Self::CTX: Send + Sync,
     {
+        // Exactly what is keyed goes upstream (`crate::poisoning`). An edge's client address is
+        // its X-Forwarded-For; a shield's client is an edge, whose header it keeps.
+        let site = &self.sites[ctx.site];
+        let asked = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let target = normalized_target(asked, &site.ignore_query);
+        let client = match self.role {
+            Role::Edge => session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string()),
+            Role::Shield => None,
+        };
+        prepare_upstream(req, &target, client.as_deref())?;
         // What is stored must not depend on the client that missed; the store compresses.
         req.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         if matches!(ctx.upstream, Upstream::Origin) {
