@@ -15,6 +15,8 @@
 //! | `/mut/<name>` | a mutable object at a version the test sets ([`TestOrigin::set_version`]): `X-Version`, ETag and body follow it; `Surrogate-Key: obj-<name> all-mut` |
 //! | `/slowmut/<name>` | as `/mut/` after 600 ms (the version is read when the request arrives) |
 //! | `/status/<code>` | that status with an empty body and no caching headers |
+//! | `/vary/<header>/…` | `Vary: <header>`, cacheable; the body names the request's value of it, and an `Origin` is echoed in `Access-Control-Allow-Origin` |
+//! | `/varystar/…` | as `/img/` with `Vary: *` |
 //!
 //! Like many real origins it also answers differently to what a cache should not pass on: a
 //! request with `X-Forwarded-Host`, `X-Original-URL` or `X-HTTP-Method-Override`, a `utm_source`
@@ -128,6 +130,33 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return (h, POISONED).into_response();
     }
     let kind = path.split('/').nth(1).unwrap_or("");
+    if kind == "vary" {
+        let name = path.split('/').nth(2).unwrap_or("cookie").to_string();
+        let value = req
+            .headers()
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let mut response = format!("{name}={value}").into_response();
+        let h = response.headers_mut();
+        h.insert(header::VARY, HeaderValue::from_str(&name).unwrap());
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        }
+        return response;
+    }
+    if kind == "varystar" {
+        let mut response = body_of(&path).into_response();
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("*"));
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+        return response;
+    }
     if kind == "status" {
         let code = path.rsplit('/').next().and_then(|c| c.parse().ok()).unwrap_or(500);
         return StatusCode::from_u16(code)

@@ -287,6 +287,10 @@ pub struct CacheSection {
     /// Freshness given to cacheable responses without Cache-Control or Expires. Default: 60.
     #[serde(default = "default_heuristic_ttl")]
     pub default_ttl_secs: u64,
+    /// Most variants (by the origin's `Vary`) stored of one URL; more are served, not stored.
+    /// Default: 16.
+    #[serde(default = "default_max_variants")]
+    pub max_variants: usize,
 }
 
 /// The `freshness:` section.
@@ -315,8 +319,9 @@ pub struct SiteConfig {
     /// Query parameters left out of the cache key (tracking parameters and the like).
     #[serde(default)]
     pub ignore_query: Vec<String>,
-    /// Cache a variant per image format the client accepts (AVIF, WebP, other), for origins
-    /// that negotiate formats on `Accept`. Default: false.
+    /// When the origin sends `Vary: Accept`, key variants by the image format class the client
+    /// accepts (AVIF, WebP, other) instead of the exact `Accept` value: for origins that
+    /// negotiate image formats only. Default: false.
     #[serde(default)]
     pub vary_accept: bool,
     /// Treat versioned URLs as immutable (served without a lease): a `/v/<version>/` path
@@ -361,6 +366,9 @@ fn default_eviction() -> String {
 }
 fn default_heuristic_ttl() -> u64 {
     60
+}
+fn default_max_variants() -> usize {
+    16
 }
 
 impl NodeConfig {
@@ -434,6 +442,9 @@ impl NodeConfig {
         }
         if self.cache.disk.0 > 0 && self.cache.disk.0 < 4 * self.cache.block.0 {
             return fail("cache.disk", "must hold at least 4 blocks (see cache.block)");
+        }
+        if self.cache.max_variants == 0 {
+            return fail("cache.max_variants", "must be at least 1");
         }
         if self.cache.block.0 < (64 << 10) {
             return fail("cache.block", "must be at least 64KiB");

@@ -16,3 +16,4 @@ pub mod node;
 pub mod poisoning;
 pub mod proxy;
 pub mod routing;
+pub mod variance;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fresco_store::FoyerStorage;
 use http::StatusCode;
+use pingora_cache::CacheKey;
 use pingora_cache::cache_control::CacheControl;
 use pingora_cache::filters::resp_cacheable;
-use pingora_cache::key::HashBinary;
+use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora_cache::{CacheKey, VarianceBuilder};
 use pingora_cache::{CacheMeta, CacheMetaDefaults, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
 use pingora_cache::{ForcedFreshness, HitHandler};
 use pingora_core::upstreams::peer::HttpPeer;
@@ -39,6 +39,7 @@ use crate::immutable::{marked_immutable, versioned_url};
 use crate::metrics::METRICS;
 use crate::poisoning::{prepare_upstream, refused_framing};
 use crate::routing::{Failure, Retry, Shield, ShieldRouter, hash64};
+use crate::variance::{VariantLimit, Vary, vary};
 
 /// Which tier a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +133,8 @@ pub struct CacheProxy {
     sites: Vec<Site>,
     /// Edge: where misses go.
     router: Option<Arc<ShieldRouter>>,
+    /// How many variants of a URL may be stored.
+    variants: VariantLimit,
     deadline: Duration,
     store: &'static FoyerStorage,
     lock: &'static CacheKeyLockImpl,
@@ -199,6 +202,7 @@ impl CacheProxy {
             node_id: config.node_id.clone(),
             sites,
             router: router.filter(|r| role == Role::Edge && r.has_shields()),
+            variants: VariantLimit::new(config.cache.max_variants, 100_000),
             deadline: config.deadline(),
             store,
             lock: Box::leak(lock),
@@ -326,22 +330,6 @@ pub fn surrogate_keys(headers: &HMap) -> impl Iterator<Item = &str> {
         .chain(commas.flat_map(|v| v.split(',')))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-}
-
-/// Coarse classes of what image formats a client accepts; the variance of `vary_accept` sites.
-fn accept_class(req: &RequestHeader) -> &'static str {
-    let accept = req
-        .headers
-        .get(http::header::ACCEPT)
-        .and_then(|a| a.to_str().ok())
-        .unwrap_or("");
-    if accept.contains("image/avif") {
-        "avif"
-    } else if accept.contains("image/webp") {
-        "webp"
-    } else {
-        "other"
-    }
 }
 
 #[async_trait]
@@ -487,6 +475,13 @@ impl ProxyHttp for CacheProxy {
             }
             _ => resp,
         };
+        match vary(&resp.headers, session.req_header(), self.sites[ctx.site].vary_accept) {
+            Vary::Everything => return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("vary: *"))),
+            Vary::Variant(variant) if !self.variants.admit(session.cache.cache_key().primary_bin(), variant) => {
+                return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("too many variants")));
+            }
+            Vary::Variant(_) | Vary::None => {}
+        }
         let cc = CacheControl::from_resp_headers(resp);
         let auth = session.req_header().headers.contains_key(http::header::AUTHORIZATION);
         let mut cacheable = resp_cacheable(cc.as_ref(), resp.clone(), auth, &META_DEFAULTS);
@@ -534,19 +529,10 @@ impl ProxyHttp for CacheProxy {
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
-        let site = &self.sites[ctx.site];
-        let varies_on_accept = meta
-            .headers()
-            .get_all(http::header::VARY)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|f| f.trim().eq_ignore_ascii_case("accept")));
-        if !(site.vary_accept && varies_on_accept) {
-            return None;
+        match vary(meta.headers(), req, self.sites[ctx.site].vary_accept) {
+            Vary::Variant(variant) => Some(variant),
+            Vary::None | Vary::Everything => None,
         }
-        let mut variance = VarianceBuilder::new();
-        variance.add_value("accept", accept_class(req));
-        variance.finalize()
     }
 
     async fn proxy_upstream_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<bool>
