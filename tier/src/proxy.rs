@@ -475,16 +475,19 @@ impl ProxyHttp for CacheProxy {
             }
             _ => resp,
         };
-        match vary(&resp.headers, session.req_header(), self.sites[ctx.site].vary_accept) {
-            Vary::Everything => return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("vary: *"))),
-            Vary::Variant(variant) if !self.variants.admit(session.cache.cache_key().primary_bin(), variant) => {
-                return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("too many variants")));
-            }
-            Vary::Variant(_) | Vary::None => {}
-        }
         let cc = CacheControl::from_resp_headers(resp);
         let auth = session.req_header().headers.contains_key(http::header::AUTHORIZATION);
         let mut cacheable = resp_cacheable(cc.as_ref(), resp.clone(), auth, &META_DEFAULTS);
+        if matches!(cacheable, RespCacheable::Cacheable(_)) {
+            // Only a response that would be stored takes one of its URL's variant places.
+            match vary(&resp.headers, session.req_header(), self.sites[ctx.site].vary_accept) {
+                Vary::Everything => return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("vary: *"))),
+                Vary::Variant(variant) if !self.variants.admit(session.cache.cache_key().primary_bin(), variant) => {
+                    return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("too many variants")));
+                }
+                Vary::Variant(_) | Vary::None => {}
+            }
+        }
         if let RespCacheable::Cacheable(meta) = &mut cacheable
             && let Some(browser) = self.browser_cache_control(session, resp, ctx)
         {
