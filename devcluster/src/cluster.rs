@@ -81,7 +81,8 @@ fn spawn(id: &str, program: &Path, args: &[&str], state: &StateDir) -> anyhow::R
 struct Common<'a> {
     origin: &'a str,
     purge_api: &'a str,
-    token: &'a str,
+    /// The key node credentials derive from (purge-api's `node_keys`).
+    node_key: &'a str,
     replicas: usize,
 }
 
@@ -117,13 +118,13 @@ fn node_config(
          cache:\n  memory: 64MiB\n  disk: 256MiB\n  dir: {cache}\n  block: 4MiB\n\
          shields: [{shields}]\n\
          routing: {{ replicas: {replicas} }}\n\
-         freshness:\n  purge_api: {purge_api}\n  token: {token}\n  state_dir: {fresh}\n\
+         freshness:\n  purge_api: {purge_api}\n  credential: {credential}\n  state_dir: {fresh}\n\
          sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign]\n",
         cache = state.cache(id).display(),
         shields = shields.join(", "),
         replicas = common.replicas,
         purge_api = common.purge_api,
-        token = common.token,
+        credential = fresco_protocol::credential::derive(common.node_key.as_bytes(), id),
         fresh = state.freshness(id).display(),
     )
 }
@@ -258,7 +259,7 @@ impl Running {
         let common = Common {
             origin: &r.info.origin,
             purge_api: &r.info.purge_api,
-            token: &r.info.purge_token,
+            node_key: &r.state.secret("node-key")?,
             replicas: r.options.replicas,
         };
         let shields = r.info.shields.clone();
@@ -305,6 +306,7 @@ async fn start(
     processes: &mut Vec<Process>,
 ) -> anyhow::Result<ClusterInfo> {
     let token = state.secret("purge-token")?;
+    let node_key = state.secret("node-key")?;
     let webhook_secret = state.secret("webhook")?;
     let purge_addr = ports.addr("purge-api")?;
     let purge_api = format!("http://{purge_addr}");
@@ -312,7 +314,7 @@ async fn start(
     std::fs::write(
         &purge_config,
         format!(
-            "# written by devcluster\nlisten: {purge_addr}\ndata_dir: {data}\ntokens: [{token}]\nwebhook_secrets: [{webhook_secret}]\nlease_ms: {lease}\n",
+            "# written by devcluster\nlisten: {purge_addr}\ndata_dir: {data}\ntokens: [{token}]\nnode_keys: [{node_key}]\nwebhook_secrets: [{webhook_secret}]\nlease_ms: {lease}\n",
             data = state.purge_api_data().display(),
             lease = options.lease_ms,
         ),
@@ -357,7 +359,7 @@ async fn start(
     let common = Common {
         origin: &origin,
         purge_api: &purge_api,
-        token: &token,
+        node_key: &node_key,
         replicas: options.replicas,
     };
     let mut info = ClusterInfo {

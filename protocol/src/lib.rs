@@ -5,7 +5,9 @@
 //! - [`LeaseRequest`]/[`LeaseResponse`], [`AckRequest`]: how a node keeps its lease and reports
 //!   what it has applied.
 //! - [`signature`]: the origin webhook signature, `X-Fresco-Signature: t=…,v1=…`.
+//! - [`credential`]: the credential a node presents to purge-api, one per node id.
 
+pub mod credential;
 pub mod signature;
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +69,10 @@ pub struct PurgeRecord {
     /// Path prefixes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<Target>,
+    /// The hosts whose sites `tags` are limited to; empty: every site. Set when an origin's
+    /// webhook secret is scoped to its site, so that its tag purges reach only its own objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag_hosts: Vec<String>,
     /// Soft purge: mark stale (revalidate before serving) instead of deleting.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub soft: bool,

@@ -1,19 +1,59 @@
-//! Who may purge: bearer tokens, or an origin's signed webhook (±300 s, each signature once).
+//! Who may do what (README, "Purge API"):
+//! - operators, with a bearer token from `tokens`: purge, read purges, list members;
+//! - origins, with a signed webhook (±300 s, each signature once): purge, within the hosts their
+//!   secret is scoped to;
+//! - nodes, with the credential of their node id (`fresco_protocol::credential`): the node
+//!   protocol (lease, ack, log) as that node only, and the member list.
+//!
+//! Purge tokens cannot reach the node protocol: a leaked purge token must not be able to
+//! acknowledge purges for a node, which would break the freshness guarantee.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
+use fresco_protocol::credential;
 use fresco_protocol::signature::{self, Signature};
 use parking_lot::Mutex;
+
+use crate::config::WebhookSecret;
 
 /// How far a webhook's timestamp may be from purge-api's clock.
 pub const SIGNATURE_WINDOW_SECS: u64 = 300;
 
+/// Who sent a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// An operator's purge token.
+    Operator,
+    /// A node, by the id its credential speaks for.
+    Node(String),
+}
+
+/// What a purge may touch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PurgeScope {
+    /// Anything.
+    Any,
+    /// URLs and prefixes on these hosts and tags on their sites.
+    Hosts(Vec<String>),
+}
+
+/// Why a request is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// No valid credential (401).
+    Unauthorized(&'static str),
+    /// A valid credential that may not do this (403).
+    Forbidden(String),
+}
+
 /// Checks credentials.
 pub struct Authenticator {
     tokens: Vec<String>,
-    secrets: Vec<String>,
+    node_keys: Vec<String>,
+    revoked_nodes: Vec<String>,
+    secrets: Vec<WebhookSecret>,
     /// Signatures seen within the window, with their timestamps: a replay is refused.
     seen: Mutex<HashMap<Vec<u8>, u64>>,
 }
@@ -27,56 +67,106 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The credentials purge-api accepts.
+pub struct Credentials {
+    /// Operators' purge tokens.
+    pub tokens: Vec<String>,
+    /// Keys node credentials derive from.
+    pub node_keys: Vec<String>,
+    /// Node ids refused whatever their credential.
+    pub revoked_nodes: Vec<String>,
+    /// Origins' webhook secrets.
+    pub webhook_secrets: Vec<WebhookSecret>,
+}
+
 impl Authenticator {
-    /// Accepts these bearer tokens and webhook secrets.
-    pub fn new(tokens: Vec<String>, secrets: Vec<String>) -> Self {
+    /// Accepts these credentials.
+    pub fn new(credentials: Credentials) -> Self {
         Self {
-            tokens,
-            secrets,
+            tokens: credentials.tokens,
+            node_keys: credentials.node_keys,
+            revoked_nodes: credentials.revoked_nodes,
+            secrets: credentials.webhook_secrets,
             seen: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether the request carries a valid bearer token.
-    pub fn bearer(&self, headers: &HeaderMap) -> Result<(), &'static str> {
+    /// Who the request's `Authorization: Bearer` is from.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Denied> {
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or("missing Authorization: Bearer <token>")?;
-        let token = value
+            .ok_or(Denied::Unauthorized("missing Authorization: Bearer <token>"))?;
+        let presented = value
             .strip_prefix("Bearer ")
-            .ok_or("Authorization must be Bearer <token>")?;
+            .ok_or(Denied::Unauthorized("Authorization must be Bearer <token>"))?;
         // Every token is compared, in constant time, so timing tells nothing about which matched.
-        let matched = self
+        let operator = self
             .tokens
             .iter()
-            .fold(false, |m, t| m | constant_time_eq(t.as_bytes(), token.as_bytes()));
-        if matched { Ok(()) } else { Err("invalid token") }
+            .fold(false, |m, t| m | constant_time_eq(t.as_bytes(), presented.as_bytes()));
+        if operator {
+            return Ok(Caller::Operator);
+        }
+        let node = credential::verify(self.node_keys.iter().map(|k| k.as_bytes()), presented)
+            .ok_or(Denied::Unauthorized("invalid token"))?;
+        if self.revoked_nodes.contains(&node) {
+            return Err(Denied::Forbidden(format!("node {node} is revoked")));
+        }
+        Ok(Caller::Node(node))
     }
 
-    /// Whether the request is authorized to purge `body`: a bearer token or a webhook signature.
-    pub fn purge(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
-        match headers.get(signature::HEADER).and_then(|v| v.to_str().ok()) {
-            Some(header) => self.webhook(header, body),
-            None => self.bearer(headers),
+    /// An operator's request (purge status); nodes are refused.
+    pub fn operator(&self, headers: &HeaderMap) -> Result<(), Denied> {
+        match self.caller(headers)? {
+            Caller::Operator => Ok(()),
+            Caller::Node(node) => Err(Denied::Forbidden(format!(
+                "node {node}'s credential is for the node protocol; use an operator token"
+            ))),
         }
     }
 
-    fn webhook(&self, header: &str, body: &[u8]) -> Result<(), &'static str> {
+    /// A node's request (lease, ack, log): the node it speaks for. Purge tokens are refused.
+    pub fn node(&self, headers: &HeaderMap) -> Result<String, Denied> {
+        match self.caller(headers)? {
+            Caller::Node(node) => Ok(node),
+            Caller::Operator => Err(Denied::Forbidden(
+                "purge tokens cannot use the node protocol; a node presents its own credential \
+                 (freshness.credential, made by `purge-api credential --node ID`)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Whether the request may purge `body`, and within what: a bearer token or a webhook
+    /// signature.
+    pub fn purge(&self, headers: &HeaderMap, body: &[u8]) -> Result<PurgeScope, Denied> {
+        match headers.get(signature::HEADER).and_then(|v| v.to_str().ok()) {
+            Some(header) => self.webhook(header, body).map_err(Denied::Unauthorized),
+            None => self.operator(headers).map(|()| PurgeScope::Any),
+        }
+    }
+
+    fn webhook(&self, header: &str, body: &[u8]) -> Result<PurgeScope, &'static str> {
         let sig = Signature::parse(header)?;
         let now = now_secs();
         if sig.t.abs_diff(now) > SIGNATURE_WINDOW_SECS {
             return Err("signature timestamp outside ±300 s");
         }
-        if !self.secrets.iter().any(|s| sig.verifies(s.as_bytes(), body)) {
-            return Err("bad signature");
-        }
+        let secret = self
+            .secrets
+            .iter()
+            .find(|s| sig.verifies(s.secret().as_bytes(), body))
+            .ok_or("bad signature")?;
         let mut seen = self.seen.lock();
         seen.retain(|_, t| t.abs_diff(now) <= SIGNATURE_WINDOW_SECS);
         if seen.insert(sig.mac.clone(), sig.t).is_some() {
             return Err("replayed signature");
         }
-        Ok(())
+        Ok(match secret.hosts() {
+            None => PurgeScope::Any,
+            Some(hosts) => PurgeScope::Hosts(hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
+        })
     }
 }
 
@@ -86,8 +176,21 @@ mod tests {
 
     use super::*;
 
+    const NODE_KEY: &[u8] = b"node-key-node-key-node";
+
     fn auth() -> Authenticator {
-        Authenticator::new(vec!["token-token-token-1".into()], vec!["secret-secret-secret".into()])
+        Authenticator::new(Credentials {
+            tokens: vec!["token-token-token-1".into()],
+            node_keys: vec![String::from_utf8(NODE_KEY.to_vec()).unwrap()],
+            revoked_nodes: vec!["edge-9".into()],
+            webhook_secrets: vec![
+                WebhookSecret::Any("secret-secret-secret".into()),
+                WebhookSecret::Scoped {
+                    secret: "shop-secret-secret".into(),
+                    hosts: vec!["Shop.example".into()],
+                },
+            ],
+        })
     }
 
     fn headers(name: &'static str, value: &str) -> HeaderMap {
@@ -96,33 +199,51 @@ mod tests {
         h
     }
 
-    #[test]
-    fn bearer_tokens() {
-        let a = auth();
-        assert!(
-            a.bearer(&headers("authorization", "Bearer token-token-token-1"))
-                .is_ok()
-        );
-        assert!(
-            a.bearer(&headers("authorization", "Bearer token-token-token-2"))
-                .is_err()
-        );
-        assert!(a.bearer(&HeaderMap::new()).is_err());
+    fn bearer(value: &str) -> HeaderMap {
+        headers("authorization", &format!("Bearer {value}"))
     }
 
     #[test]
-    fn webhooks_are_checked_for_time_and_replay() {
+    fn operators_and_nodes_each_reach_only_their_own_endpoints() {
+        let a = auth();
+        let operator = bearer("token-token-token-1");
+        let edge = bearer(&credential::derive(NODE_KEY, "edge-1"));
+        assert_eq!(a.caller(&operator), Ok(Caller::Operator));
+        assert_eq!(a.caller(&edge), Ok(Caller::Node("edge-1".into())));
+        assert!(matches!(a.node(&operator), Err(Denied::Forbidden(_))));
+        assert!(matches!(a.operator(&edge), Err(Denied::Forbidden(_))));
+        assert!(matches!(a.purge(&edge, b"{}"), Err(Denied::Forbidden(_))));
+        assert_eq!(a.node(&edge), Ok("edge-1".into()));
+        assert!(matches!(
+            a.caller(&bearer("token-token-token-2")),
+            Err(Denied::Unauthorized(_))
+        ));
+        assert!(matches!(a.caller(&HeaderMap::new()), Err(Denied::Unauthorized(_))));
+        let revoked = bearer(&credential::derive(NODE_KEY, "edge-9"));
+        assert!(matches!(a.node(&revoked), Err(Denied::Forbidden(_))));
+    }
+
+    #[test]
+    fn webhooks_are_checked_for_time_and_replay_and_carry_their_scope() {
         let a = auth();
         let body = br#"{"urls":["/a.jpg"]}"#;
         let good = signature::sign(b"secret-secret-secret", now_secs(), body);
-        assert!(a.purge(&headers(signature::HEADER, &good), body).is_ok());
+        assert_eq!(a.purge(&headers(signature::HEADER, &good), body), Ok(PurgeScope::Any));
         assert_eq!(
             a.purge(&headers(signature::HEADER, &good), body),
-            Err("replayed signature")
+            Err(Denied::Unauthorized("replayed signature"))
         );
         let stale = signature::sign(b"secret-secret-secret", now_secs() - 301, body);
         assert!(a.purge(&headers(signature::HEADER, &stale), body).is_err());
         let wrong = signature::sign(b"not-the-secret-at-all", now_secs(), body);
-        assert_eq!(a.purge(&headers(signature::HEADER, &wrong), body), Err("bad signature"));
+        assert_eq!(
+            a.purge(&headers(signature::HEADER, &wrong), body),
+            Err(Denied::Unauthorized("bad signature"))
+        );
+        let shop = signature::sign(b"shop-secret-secret", now_secs(), body);
+        assert_eq!(
+            a.purge(&headers(signature::HEADER, &shop), body),
+            Ok(PurgeScope::Hosts(vec!["shop.example".into()]))
+        );
     }
 }

@@ -14,11 +14,20 @@ pub struct PurgeApiConfig {
     pub listen: SocketAddr,
     /// Where the purge log lives.
     pub data_dir: PathBuf,
-    /// Bearer tokens accepted for purges, members and the node protocol.
+    /// Bearer tokens of operators: they purge, read purge status and list members. They cannot
+    /// reach the node protocol.
     pub tokens: Vec<String>,
-    /// Secrets of origins that sign webhooks (`X-Fresco-Signature`). Default: none.
+    /// Keys that node credentials are derived from (`purge-api credential --node ID`); the first
+    /// derives new credentials, the others are still accepted (rotation).
+    pub node_keys: Vec<String>,
+    /// Node ids whose credentials are refused (a lost or retired machine). Default: none.
     #[serde(default)]
-    pub webhook_secrets: Vec<String>,
+    pub revoked_nodes: Vec<String>,
+    /// Secrets of origins that sign webhooks (`X-Fresco-Signature`), each a string (may purge
+    /// anything) or `{secret, hosts}` (may purge only those hosts' URLs, prefixes and tags).
+    /// Default: none.
+    #[serde(default)]
+    pub webhook_secrets: Vec<WebhookSecret>,
     /// Lease length L. Default: 2000.
     #[serde(default = "default_lease_ms")]
     pub lease_ms: u64,
@@ -35,6 +44,38 @@ pub struct PurgeApiConfig {
     /// Log format: `text` or `json`. Default: text.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+}
+
+/// One origin's webhook secret, with what it may purge.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum WebhookSecret {
+    /// May purge anything.
+    Any(String),
+    /// May purge only URLs and prefixes on these hosts, and tags on their sites.
+    Scoped {
+        /// The secret.
+        secret: String,
+        /// The hosts, as in absolute purge URLs.
+        hosts: Vec<String>,
+    },
+}
+
+impl WebhookSecret {
+    /// The secret itself.
+    pub fn secret(&self) -> &str {
+        match self {
+            Self::Any(secret) | Self::Scoped { secret, .. } => secret,
+        }
+    }
+
+    /// The hosts it is limited to; `None`: any.
+    pub fn hosts(&self) -> Option<&[String]> {
+        match self {
+            Self::Any(_) => None,
+            Self::Scoped { hosts, .. } => Some(hosts),
+        }
+    }
 }
 
 fn default_lease_ms() -> u64 {
@@ -72,8 +113,22 @@ impl PurgeApiConfig {
         if self.tokens.is_empty() || self.tokens.iter().any(|t| t.len() < 16) {
             return Err(("tokens", "needs at least one token, each of 16 characters or more"));
         }
-        if self.webhook_secrets.iter().any(|s| s.len() < 16) {
+        if self.node_keys.is_empty() || self.node_keys.iter().any(|k| k.len() < 16) {
+            return Err(("node_keys", "needs at least one key, each of 16 characters or more"));
+        }
+        if self.node_keys.iter().any(|k| self.tokens.contains(k)) {
+            return Err(("node_keys", "must differ from every token"));
+        }
+        if self.webhook_secrets.iter().any(|s| s.secret().len() < 16) {
             return Err(("webhook_secrets", "each secret needs 16 characters or more"));
+        }
+        if self
+            .webhook_secrets
+            .iter()
+            .filter_map(WebhookSecret::hosts)
+            .any(|hosts| hosts.is_empty() || hosts.iter().any(|h| h.is_empty() || h.contains(['/', ':', ' '])))
+        {
+            return Err(("webhook_secrets", "a scoped secret needs hosts, each a bare host name"));
         }
         if !(100..=60_000).contains(&self.lease_ms) {
             return Err(("lease_ms", "must be between 100 and 60000"));
@@ -111,8 +166,22 @@ mod tests {
         PurgeApiConfig::load(example).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.yaml");
-        std::fs::write(&bad, "listen: 127.0.0.1:1\ndata_dir: x\ntokens: [short]\n").unwrap();
-        let error = PurgeApiConfig::load(&bad).unwrap_err();
-        assert!(error.contains("tokens"), "{error}");
+        for (yaml, field) in [
+            ("tokens: [short]\nnode_keys: [node-key-node-key-node]", "tokens"),
+            ("tokens: [token-token-token-1]", "node_keys"),
+            (
+                "tokens: [token-token-token-1]\nnode_keys: [token-token-token-1]",
+                "node_keys",
+            ),
+            (
+                "tokens: [token-token-token-1]\nnode_keys: [node-key-node-key-node]\n\
+                 webhook_secrets: [{secret: secret-secret-secret, hosts: []}]",
+                "webhook_secrets",
+            ),
+        ] {
+            std::fs::write(&bad, format!("listen: 127.0.0.1:1\ndata_dir: x\n{yaml}\n")).unwrap();
+            let error = PurgeApiConfig::load(&bad).unwrap_err();
+            assert!(error.contains(field), "{yaml}: {error}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use fresco_protocol::{AckRequest, LeaseRequest, LogLine};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Denied};
 use crate::log::{GroupCommit, PurgeLog};
 use crate::members::Members;
 use crate::metrics::METRICS;
@@ -40,9 +40,30 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn unauthorized(message: &str) -> Response {
-    METRICS.rejected.with_label_values(&["unauthorized"]).inc();
-    error(StatusCode::UNAUTHORIZED, message)
+fn denied(why: Denied) -> Response {
+    match why {
+        Denied::Unauthorized(message) => {
+            METRICS.rejected.with_label_values(&["unauthorized"]).inc();
+            error(StatusCode::UNAUTHORIZED, message)
+        }
+        Denied::Forbidden(message) => forbidden(message),
+    }
+}
+
+fn forbidden(message: String) -> Response {
+    METRICS.rejected.with_label_values(&["forbidden"]).inc();
+    error(StatusCode::FORBIDDEN, message)
+}
+
+/// The node a node-protocol request speaks for, which must be the one its credential is for.
+fn node_named(app: &App, headers: &HeaderMap, named: &str) -> Result<(), Denied> {
+    let node = app.auth.node(headers)?;
+    if node != named {
+        return Err(Denied::Forbidden(format!(
+            "the credential of {node} cannot speak for {named}"
+        )));
+    }
+    Ok(())
 }
 
 fn invalid(message: String) -> Response {
@@ -73,14 +94,18 @@ async fn purge(State(app): State<Arc<App>>, request: Request) -> Response {
         Ok(parts) => parts,
         Err(response) => return response,
     };
-    if let Err(why) = app.auth.purge(&headers, &body) {
-        return unauthorized(why);
-    }
+    let scope = match app.auth.purge(&headers, &body) {
+        Ok(scope) => scope,
+        Err(why) => return denied(why),
+    };
     let request = match PurgeRequest::parse(&body) {
         Ok(r) => r,
         Err(e) => return invalid(e),
     };
-    let record = match request.to_record(now_ms()) {
+    if let Err(e) = request.check_scope(&scope) {
+        return forbidden(e);
+    }
+    let record = match request.to_record(now_ms(), &scope) {
         Ok(r) => r,
         Err(e) => return invalid(e),
     };
@@ -115,8 +140,8 @@ async fn purge(State(app): State<Arc<App>>, request: Request) -> Response {
 }
 
 async fn purge_status(State(app): State<Arc<App>>, headers: HeaderMap, Path(seq): Path<String>) -> Response {
-    if let Err(why) = app.auth.bearer(&headers) {
-        return unauthorized(why);
+    if let Err(why) = app.auth.operator(&headers) {
+        return denied(why);
     }
     let Ok(seq) = seq.parse::<u64>() else {
         return invalid(format!("`{seq}` is not a sequence number"));
@@ -144,34 +169,35 @@ async fn purge_status(State(app): State<Arc<App>>, headers: HeaderMap, Path(seq)
 }
 
 async fn members(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(why) = app.auth.bearer(&headers) {
-        return unauthorized(why);
+    if let Err(why) = app.auth.caller(&headers) {
+        return denied(why);
     }
     let bounds = app.log.bounds();
     axum::Json(json!({ "head": bounds.head, "members": app.members.list() })).into_response()
 }
 
 async fn lease(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(why) = app.auth.bearer(&headers) {
-        return unauthorized(why);
+    let request = match serde_json::from_slice::<LeaseRequest>(&body) {
+        Ok(request) => request,
+        Err(e) => return invalid(format!("invalid lease request: {e}")),
+    };
+    if let Err(why) = node_named(&app, &headers, &request.node) {
+        return denied(why);
     }
-    match serde_json::from_slice::<LeaseRequest>(&body) {
-        Ok(request) => axum::Json(app.members.renew(&request, app.log.bounds().head)).into_response(),
-        Err(e) => invalid(format!("invalid lease request: {e}")),
-    }
+    axum::Json(app.members.renew(&request, app.log.bounds().head)).into_response()
 }
 
 async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(why) = app.auth.bearer(&headers) {
-        return unauthorized(why);
+    let ack = match serde_json::from_slice::<AckRequest>(&body) {
+        Ok(ack) => ack,
+        Err(e) => return invalid(format!("invalid ack: {e}")),
+    };
+    if let Err(why) = node_named(&app, &headers, &ack.node) {
+        return denied(why);
     }
-    match serde_json::from_slice::<AckRequest>(&body) {
-        Ok(a) if app.members.ack(&a.node, a.applied) => StatusCode::NO_CONTENT.into_response(),
-        Ok(a) => error(
-            StatusCode::CONFLICT,
-            format!("unknown node {}: request a lease first", a.node),
-        ),
-        Err(e) => invalid(format!("invalid ack: {e}")),
+    match app.members.ack(&ack.node, ack.applied, app.log.bounds().head) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e),
     }
 }
 
@@ -189,8 +215,8 @@ struct LogQuery {
 /// `GET /v1/log?from=N`: newline-delimited [`LogLine`]s from N on, then live, with a heartbeat
 /// every second. A `from` older than the log's retention starts with a `reset` line.
 async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<LogQuery>) -> Response {
-    if let Err(why) = app.auth.bearer(&headers) {
-        return unauthorized(why);
+    if let Err(why) = app.auth.node(&headers) {
+        return denied(why);
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let mut head = app.writer.head();

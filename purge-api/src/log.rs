@@ -254,6 +254,7 @@ mod tests {
             }],
             tags: vec![],
             prefixes: vec![],
+            tag_hosts: vec![],
             soft: false,
         }
     }

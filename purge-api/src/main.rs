@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use clap::Parser;
-use fresco_purge_api::auth::Authenticator;
+use fresco_purge_api::auth::{Authenticator, Credentials};
 use fresco_purge_api::config::PurgeApiConfig;
 use fresco_purge_api::http::{App, router};
 use fresco_purge_api::log::{GroupCommit, PurgeLog, RedbLog};
@@ -19,18 +19,65 @@ use fresco_purge_api::members::{GrantRecord, Members};
 #[derive(Parser)]
 #[command(name = "purge-api", version)]
 struct Cli {
-    /// YAML configuration file (see conf/purge-api.yaml).
+    /// YAML configuration file (see conf/purge-api.yaml). Required except for `credential`
+    /// with FRESCO_NODE_KEY set.
     #[arg(short, long, value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Print the credential a node presents (its `freshness.credential`), derived from the
+    /// first of the configuration's `node_keys`, or without `--config` from the environment
+    /// variable FRESCO_NODE_KEY (kept off the command line, where `ps` would show it).
+    Credential {
+        /// The node's id (`node_id` in its configuration).
+        #[arg(long, value_name = "ID")]
+        node: String,
+    },
+}
+
+fn print_credential(config: Option<&std::path::Path>, node: &str) -> ExitCode {
+    let valid = !node.is_empty() && node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        eprintln!("purge-api: --node: a node id uses only letters, digits, - and _");
+        return ExitCode::from(2);
+    }
+    let key = match config {
+        Some(path) => PurgeApiConfig::load(path).map(|c| c.node_keys[0].clone()),
+        None => std::env::var("FRESCO_NODE_KEY")
+            .ok()
+            .filter(|k| k.len() >= 16)
+            .ok_or_else(|| "give --config FILE, or FRESCO_NODE_KEY of 16 characters or more".to_string()),
+    };
+    match key {
+        Ok(key) => {
+            println!("{}", fresco_protocol::credential::derive(key.as_bytes(), node));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("purge-api: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match PurgeApiConfig::load(&cli.config) {
+    if let Some(Command::Credential { node }) = &cli.command {
+        return print_credential(cli.config.as_deref(), node);
+    }
+    let Some(config_path) = cli.config else {
+        eprintln!("purge-api: --config FILE is required (see --help)");
+        return ExitCode::from(2);
+    };
+    let config = match PurgeApiConfig::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("purge-api: invalid configuration: {e}");
@@ -38,7 +85,7 @@ async fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}: configuration ok", cli.config.display());
+        println!("{}: configuration ok", config_path.display());
         return ExitCode::SUCCESS;
     }
     fresco_telemetry::init_logging(&config.log_format);
@@ -60,7 +107,12 @@ async fn main() -> ExitCode {
             bounds.head,
             GrantRecord::in_dir(&config.data_dir),
         ),
-        auth: Authenticator::new(config.tokens.clone(), config.webhook_secrets.clone()),
+        auth: Authenticator::new(Credentials {
+            tokens: config.tokens.clone(),
+            node_keys: config.node_keys.clone(),
+            revoked_nodes: config.revoked_nodes.clone(),
+            webhook_secrets: config.webhook_secrets.clone(),
+        }),
         // A holder that neither acks nor renews is surely expired after one bound; one that
         // renews without progress loses its lease at its second renewal.
         max_wait: config.lease_bound() * 2 + config.lease(),

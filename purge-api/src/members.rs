@@ -179,9 +179,10 @@ impl Members {
         member.role = request.role;
         member.address.clone_from(&request.address);
         member.admin.clone_from(&request.admin);
-        member.applied = member.applied.max(request.applied);
         member.last_seen = now;
         let needed = answered_max.max(member.shown_head);
+        // Checked before `applied` is raised: what a node claims beyond the head must not
+        // count as applied, or it would count for purges this log has yet to write.
         if request.applied > head {
             // The node has applied sequences this log does not have (its data was lost or
             // restored): it must reset before it may hold a lease.
@@ -197,6 +198,7 @@ impl Members {
                 )),
             };
         }
+        member.applied = member.applied.max(request.applied);
         let granted = member.applied >= needed;
         let reason = if granted {
             self.grants.record();
@@ -216,17 +218,23 @@ impl Members {
         }
     }
 
-    /// Records that `node` has applied everything up to `applied`.
-    pub fn ack(&self, node: &str, applied: u64) -> bool {
+    /// Records that `node` has applied everything up to `applied`, which cannot be beyond the
+    /// log's `head`: the error says why not.
+    pub fn ack(&self, node: &str, applied: u64, head: u64) -> Result<(), String> {
+        if applied > head {
+            return Err(format!(
+                "{node} cannot have applied {applied}: the log's head is {head}"
+            ));
+        }
         let mut state = self.state.lock();
         let Some(member) = state.members.get_mut(node) else {
-            return false;
+            return Err(format!("unknown node {node}: request a lease first"));
         };
         member.applied = member.applied.max(applied);
         member.last_seen = Instant::now();
         drop(state);
         self.changed.send_modify(|v| *v += 1);
-        true
+        Ok(())
     }
 
     /// Where purge `seq` stands now, and the earliest time that could change by itself (a lease
@@ -393,13 +401,13 @@ mod tests {
             assert!(m.renew(&lease(node, 0), 0).granted);
         }
         assert!(!m.status(1).0.complete);
-        m.ack("e1", 1);
+        m.ack("e1", 1, 1).unwrap();
         let (status, _) = m.status(1);
         assert_eq!(
             (status.acked.clone(), status.pending.clone()),
             (vec!["e1".into()], vec!["e2".into()])
         );
-        m.ack("e2", 1);
+        m.ack("e2", 1, 1).unwrap();
         assert!(m.status(1).0.complete);
         assert!(m.status(1).0.complete, "reporting it complete answers it");
         assert!(
@@ -461,6 +469,17 @@ mod tests {
         let answer = m.renew(&lease("e1", 9), 3);
         assert!(!answer.granted);
         assert!(answer.reason.unwrap().contains("reset"));
+        assert_eq!(
+            m.list()[0].applied,
+            0,
+            "a claim beyond the head is not taken as applied"
+        );
+        assert!(m.ack("e1", 4, 3).unwrap_err().contains("head is 3"));
+        assert!(m.ack("e1", u64::MAX, 3).is_err());
+        assert!(
+            m.status(1).0.acked.is_empty(),
+            "no purge beyond the head counts as acked"
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,8 @@
 //! request is valid.
 
 use fresco_protocol::{PurgeRecord, Target};
+
+use crate::auth::PurgeScope;
 use serde::Deserialize;
 
 /// Largest accepted body.
@@ -36,8 +38,28 @@ impl PurgeRequest {
         serde_json::from_slice(body).map_err(|e| format!("invalid purge body: {e}"))
     }
 
-    /// What the log stores; fails on the first invalid entry.
-    pub fn to_record(&self, at_ms: u64) -> Result<PurgeRecord, String> {
+    /// Whether a purge allowed `scope` may purge all of this; the error names what it may not.
+    pub fn check_scope(&self, scope: &PurgeScope) -> Result<(), String> {
+        let PurgeScope::Hosts(hosts) = scope else {
+            return Ok(());
+        };
+        for text in self.urls.iter().chain(&self.prefixes) {
+            // Unparseable targets are left to `to_record`, which says what is wrong with them.
+            let Ok(target) = Target::parse(text, "url") else {
+                continue;
+            };
+            if !hosts.contains(&target.host) {
+                return Err(format!(
+                    "this webhook secret purges only absolute URLs on {}; `{text}` is not one",
+                    hosts.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the log stores, with tags limited to `scope`; fails on the first invalid entry.
+    pub fn to_record(&self, at_ms: u64, scope: &PurgeScope) -> Result<PurgeRecord, String> {
         let count = self.urls.len() + self.tags.len() + self.prefixes.len();
         if count == 0 {
             return Err("empty purge: give at least one of urls, tags, prefixes".into());
@@ -64,6 +86,10 @@ impl PurgeRequest {
                 .iter()
                 .map(|p| Target::parse(p, "prefix"))
                 .collect::<Result<_, _>>()?,
+            tag_hosts: match scope {
+                PurgeScope::Hosts(hosts) if !self.tags.is_empty() => hosts.clone(),
+                _ => Vec::new(),
+            },
             soft: self.soft,
         })
     }
@@ -85,7 +111,30 @@ mod tests {
     use super::*;
 
     fn record(body: &str) -> Result<PurgeRecord, String> {
-        PurgeRequest::parse(body.as_bytes())?.to_record(0)
+        PurgeRequest::parse(body.as_bytes())?.to_record(0, &PurgeScope::Any)
+    }
+
+    #[test]
+    fn a_scoped_purge_reaches_only_its_hosts() {
+        let shop = PurgeScope::Hosts(vec!["shop.example".into()]);
+        let allowed = PurgeRequest::parse(
+            br#"{"urls":["https://shop.example/a.jpg"],"prefixes":["http://SHOP.example/img/"],"tags":["t"]}"#,
+        )
+        .unwrap();
+        allowed.check_scope(&shop).unwrap();
+        assert_eq!(allowed.to_record(0, &shop).unwrap().tag_hosts, vec!["shop.example"]);
+        assert!(allowed.to_record(0, &PurgeScope::Any).unwrap().tag_hosts.is_empty());
+        for body in [
+            r#"{"urls":["/a.jpg"]}"#,
+            r#"{"urls":["https://other.example/a.jpg"]}"#,
+            r#"{"prefixes":["/"]}"#,
+        ] {
+            let err = PurgeRequest::parse(body.as_bytes())
+                .unwrap()
+                .check_scope(&shop)
+                .unwrap_err();
+            assert!(err.contains("only absolute URLs on shop.example"), "{body}: {err}");
+        }
     }
 
     #[test]

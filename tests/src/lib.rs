@@ -398,6 +398,61 @@ impl Cluster {
     pub fn state_dir(&self) -> &std::path::Path {
         self.state.path()
     }
+
+    /// The key this cluster's node credentials derive from (purge-api's `node_keys`).
+    pub fn node_key(&self) -> String {
+        let path = self.state_dir().join("node-key.secret");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// The credential `node` presents to purge-api, as devcluster wrote it in its config.
+    pub fn node_credential(&self, node: &str) -> String {
+        fresco_protocol::credential::derive(self.node_key().as_bytes(), node)
+    }
+}
+
+/// An edge on its own: no shields, no purge-api, straight to `origin`, with `extra` YAML lines
+/// added to its configuration (`cache:` is given; put cache settings in `cache_extra`).
+pub struct LoneEdge {
+    /// Its base URL.
+    pub url: String,
+    _process: NodeProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl LoneEdge {
+    /// Starts it and waits until it is ready.
+    pub fn start(origin: &str, cache_extra: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let (port, admin) = (free_port(), free_port());
+        let config = dir.path().join("edge.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "node_id: lone-edge\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n\
+                 cache: {{ memory: 64MiB{cache_extra} }}\n{extra}\n\
+                 sites: [{{ name: default, origin: '{origin}' }}]\n"
+            ),
+        )
+        .expect("the config is written");
+        let mut cmd = Command::new(bin_dir().join("fresco-edge"));
+        cmd.arg("-c").arg(&config);
+        let process = NodeProcess::spawn_ready(cmd, &format!("http://127.0.0.1:{admin}/readyz"));
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            _process: process,
+            _dir: dir,
+        }
+    }
 }
 
 /// Whether a plain `GET` of `url` answers 200 (see [`answers_200`]).

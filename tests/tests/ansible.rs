@@ -8,7 +8,7 @@ use std::process::Command;
 use fresco_e2e::netns::TestHost;
 use fresco_e2e::origin::{TestOrigin, versioned_body};
 use fresco_e2e::ssh::SshHost;
-use fresco_e2e::{Cluster, ClusterInfo, bin_dir, client, get_ok, x_cache};
+use fresco_e2e::{Cluster, bin_dir, client, get_ok, x_cache};
 use serde_json::json;
 
 fn ansible_dir() -> PathBuf {
@@ -16,7 +16,8 @@ fn ansible_dir() -> PathBuf {
 }
 
 /// An inventory with the one new edge, and the cluster's purge-api and shields as its vars.
-fn inventory(dir: &Path, host: &TestHost, ssh: &SshHost, info: &ClusterInfo, origin: &str) -> PathBuf {
+fn inventory(dir: &Path, host: &TestHost, ssh: &SshHost, cluster: &Cluster, origin: &str) -> PathBuf {
+    let info = &cluster.info;
     let strip = |url: &str| url.trim_start_matches("http://").to_string();
     let shields: Vec<serde_json::Value> = info
         .shields
@@ -34,7 +35,7 @@ fn inventory(dir: &Path, host: &TestHost, ssh: &SshHost, info: &ClusterInfo, ori
                 "fresco_prefix": dir.join("hosts/edge-ns"),
                 "fresco_binary_dir": bin_dir(),
                 "fresco_purge_api": info.purge_api,
-                "fresco_node_token": info.purge_token,
+                "fresco_node_keys": [cluster.node_key()],
                 "fresco_shields": shields,
                 "fresco_sites": [{ "name": "default", "origin": origin }],
                 "fresco_cache_memory": "64MiB",
@@ -90,7 +91,7 @@ async fn add_edge_rolls_a_new_edge_into_the_running_cluster_and_a_second_run_cha
         .start();
     let dir = tempfile::tempdir().unwrap();
     let ssh = SshHost::start(&host, dir.path());
-    let inventory = inventory(dir.path(), &host, &ssh, &cluster.info, &origin.url);
+    let inventory = inventory(dir.path(), &host, &ssh, &cluster, &origin.url);
     let prefix = dir.path().join("hosts/edge-ns");
 
     let (inv, pre) = (inventory.clone(), prefix.clone());

@@ -15,6 +15,8 @@ async fn an_edge_cut_off_from_purge_api_stops_serving_mutable_objects_within_its
     let origin = TestOrigin::start_on(host.machine_ip()).await;
     let dir = tempfile::tempdir().unwrap();
     let token = "partition-test-token-0123";
+    let node_key = "partition-test-node-key-0123";
+    let credential = fresco_protocol::credential::derive(node_key.as_bytes(), "edge-cut");
 
     let purge_port = std::net::TcpListener::bind((host.services_ip(), 0))
         .unwrap()
@@ -26,7 +28,7 @@ async fn an_edge_cut_off_from_purge_api_stops_serving_mutable_objects_within_its
     std::fs::write(
         &purge_conf,
         format!(
-            "listen: {}:{purge_port}\ndata_dir: {}\ntokens: [{token}]\nlease_ms: {}\n",
+            "listen: {}:{purge_port}\ndata_dir: {}\ntokens: [{token}]\nnode_keys: [{node_key}]\nlease_ms: {}\n",
             host.services_ip(),
             dir.path().join("log").display(),
             lease.as_millis()
@@ -44,7 +46,7 @@ async fn an_edge_cut_off_from_purge_api_stops_serving_mutable_objects_within_its
         format!(
             "node_id: edge-cut\nlisten: {ip}:18081\nadmin_listen: {ip}:19081\n\
              cache: {{ memory: 64MiB }}\n\
-             freshness: {{ purge_api: '{purge_api}', token: {token}, state_dir: '{state}' }}\n\
+             freshness: {{ purge_api: '{purge_api}', credential: {credential}, state_dir: '{state}' }}\n\
              sites: [{{ name: default, origin: '{origin}' }}]\n",
             ip = host.ip(),
             state = dir.path().join("fresh").display(),

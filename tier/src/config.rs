@@ -139,6 +139,11 @@ pub struct NodeConfig {
     /// Log format: `text` or `json`. Default: text.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// Send clients the headers nodes tell each other (`X-Fresco-Fill-Seq`,
+    /// `X-Fresco-Origin-Cache-Control`); for debugging only: they tell how far purges have got
+    /// and what the origin asked. Default: false.
+    #[serde(default)]
+    pub debug_headers: bool,
     /// Edge only: the change feed (`/_fresco/events`). It needs the `freshness` section.
     #[serde(default)]
     pub feed: FeedSection,
@@ -291,6 +296,15 @@ pub struct CacheSection {
     /// Default: 16.
     #[serde(default = "default_max_variants")]
     pub max_variants: usize,
+    /// Freshness given to 404 and 410 answers without Cache-Control or Expires (negative
+    /// caching). Default: 10.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl_secs: u64,
+    /// How long an immutable object may be served stale while its upstream fails. Mutable
+    /// objects get only what the origin's `stale-if-error` says, and never after a purge.
+    /// Default: 86400.
+    #[serde(default = "default_stale_if_error")]
+    pub stale_if_error_secs: u32,
 }
 
 /// The `freshness:` section.
@@ -299,8 +313,10 @@ pub struct CacheSection {
 pub struct FreshnessSection {
     /// purge-api's base URL, `http://host:port`.
     pub purge_api: String,
-    /// Bearer token for purge-api.
-    pub token: String,
+    /// This node's credential for purge-api's node protocol, `<node id>.<hex>`
+    /// (`purge-api credential --node ID` prints it). Not a purge token: those cannot reach the
+    /// node protocol.
+    pub credential: String,
     /// Where the applied purges are kept across restarts.
     pub state_dir: PathBuf,
 }
@@ -366,6 +382,12 @@ fn default_eviction() -> String {
 }
 fn default_heuristic_ttl() -> u64 {
     60
+}
+fn default_negative_ttl() -> u64 {
+    10
+}
+fn default_stale_if_error() -> u32 {
+    86_400
 }
 fn default_max_variants() -> usize {
     16
@@ -500,8 +522,11 @@ impl NodeConfig {
             if let Err(message) = parse_origin(&f.purge_api) {
                 return fail("freshness.purge_api", &message);
             }
-            if f.token.is_empty() {
-                return fail("freshness.token", "must not be empty");
+            if f.credential.split_once('.').map(|(node, _)| node) != Some(self.node_id.as_str()) {
+                return fail(
+                    "freshness.credential",
+                    "must be this node's credential, `<node_id>.<hex>` (purge-api credential --node ID)",
+                );
             }
         }
         for (i, site) in self.sites.iter().enumerate() {

@@ -63,7 +63,7 @@ fn start_subscriber(
 ) {
     let subscriber = SubscriberConfig {
         purge_api: section.purge_api.clone(),
-        token: section.token.clone(),
+        credential: section.credential.clone(),
         node: config.node_id.clone(),
         role: match role {
             Role::Edge => fresco_protocol::Role::Edge,
@@ -72,10 +72,10 @@ fn start_subscriber(
         address: config.listen.to_string(),
         admin: Some(config.admin_listen.to_string()),
     };
-    let (purge_api, token) = (section.purge_api.clone(), section.token.clone());
+    let (purge_api, credential) = (section.purge_api.clone(), section.credential.clone());
     crate::background::spawn_thread("fresco-purges", move || async move {
         if let Some(feed) = feed {
-            tokio::spawn(prefill::run(feed, purge_api, token));
+            tokio::spawn(prefill::run(feed, purge_api, credential));
         }
         subscriber::run(fresh, subscriber).await
     });

@@ -16,7 +16,7 @@ use crate::freshness::log_stream::LogStream;
 
 /// Reads the `history` purges ending at the hub's start position from `purge_api` and puts them
 /// in front of the history. Gives up (leaving the history as it is) after a few failures.
-pub async fn run(hub: Arc<FeedHub>, purge_api: String, token: String) {
+pub async fn run(hub: Arc<FeedHub>, purge_api: String, credential: String) {
     let until = hub.started_at();
     if until == 0 {
         hub.prefill(&[]);
@@ -28,7 +28,7 @@ pub async fn run(hub: Arc<FeedHub>, purge_api: String, token: String) {
         .build()
         .expect("an HTTP client");
     for attempt in 0..5u32 {
-        match read_log(&http, &purge_api, &token, from, until).await {
+        match read_log(&http, &purge_api, &credential, from, until).await {
             Ok(records) => {
                 tracing::info!(
                     from,
@@ -52,11 +52,11 @@ pub async fn run(hub: Arc<FeedHub>, purge_api: String, token: String) {
 async fn read_log(
     http: &reqwest::Client,
     purge_api: &str,
-    token: &str,
+    credential: &str,
     from: u64,
     until: u64,
 ) -> Result<Vec<PurgeRecord>, String> {
-    let mut stream = LogStream::open(http, purge_api, token, from).await?;
+    let mut stream = LogStream::open(http, purge_api, credential, from).await?;
     let mut records = Vec::new();
     while let Some(lines) = stream.next_lines(Duration::from_secs(3)).await? {
         for line in lines {

@@ -36,8 +36,10 @@ impl PreparedPurge {
     pub fn new(record: &PurgeRecord, fresh: &Freshness, index: &UrlIndex) -> Self {
         let urls: HashSet<String> = record.urls.iter().map(|u| fresh.url_key(u)).collect();
         let mut tagged: HashMap<String, Vec<String>> = HashMap::new();
+        let sites: Vec<String> = fresh.tag_sites(record).map(|site| format!("{site}\n")).collect();
+        let on_scoped_site = |url: &str| sites.is_empty() || sites.iter().any(|s| url.starts_with(s.as_str()));
         for tag in &record.tags {
-            for url in index.tagged(tag, MAX_URLS_PER_TAG) {
+            for url in index.tagged(tag, MAX_URLS_PER_TAG).filter(|url| on_scoped_site(url)) {
                 tagged.entry(url.to_string()).or_default().push(tag.clone());
             }
         }

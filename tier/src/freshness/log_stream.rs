@@ -14,10 +14,10 @@ pub struct LogStream {
 
 impl LogStream {
     /// Opens the log from sequence `from` on.
-    pub async fn open(http: &reqwest::Client, purge_api: &str, token: &str, from: u64) -> Result<Self, String> {
+    pub async fn open(http: &reqwest::Client, purge_api: &str, credential: &str, from: u64) -> Result<Self, String> {
         let resp = http
             .get(format!("{}/v1/log?from={from}", purge_api.trim_end_matches('/')))
-            .bearer_auth(token)
+            .bearer_auth(credential)
             .send()
             .await
             .map_err(|e| e.to_string())?;

@@ -130,13 +130,13 @@ impl Freshness {
 
     /// The primary key a purged (or followed) URL names: its site's, normalized.
     pub fn url_key(&self, url: &Target) -> String {
-        let site = self.site_of(url);
+        let site = self.site_of(&url.host);
         primary_key(&site.name, &url.path, &site.ignore_query)
     }
 
     /// The key text a purged path prefix matches the primary keys of.
     pub fn prefix_key(&self, prefix: &Target) -> String {
-        prefix_key(&self.site_of(prefix).name, &prefix.path)
+        prefix_key(&self.site_of(&prefix.host).name, &prefix.path)
     }
 
     /// The last purge applied, with every one before it.
@@ -178,11 +178,24 @@ impl Freshness {
         self.rules.read().len()
     }
 
-    fn site_of(&self, target: &Target) -> &SiteKeys {
+    /// The site of a purge target's host (empty or unknown: the default site, as for requests).
+    fn site_of(&self, host: &str) -> &SiteKeys {
         self.sites
             .iter()
-            .find(|s| !target.host.is_empty() && (s.name == target.host || s.hosts.contains(&target.host)))
+            .find(|s| !host.is_empty() && (s.name == host || s.hosts.iter().any(|h| h == host)))
             .unwrap_or(&self.sites[0])
+    }
+
+    /// The sites a record's tags are limited to (none: every site).
+    pub fn tag_sites<'a>(&'a self, record: &'a PurgeRecord) -> impl Iterator<Item = &'a str> + 'a {
+        let mut sites: Vec<&str> = record
+            .tag_hosts
+            .iter()
+            .map(|host| self.site_of(host).name.as_str())
+            .collect();
+        sites.sort_unstable();
+        sites.dedup();
+        sites.into_iter()
     }
 
     /// Applies purges in order, persists them, then deletes what URL purges name. Records at
@@ -204,7 +217,12 @@ impl Freshness {
                 changes.push((RuleKind::Url, key, record.seq, record.soft));
             }
             for tag in &record.tags {
-                changes.push((RuleKind::Tag, tag.clone(), record.seq, record.soft));
+                if record.tag_hosts.is_empty() {
+                    changes.push((RuleKind::Tag, tag.clone(), record.seq, record.soft));
+                }
+                for site in self.tag_sites(record) {
+                    changes.push((RuleKind::SiteTag, format!("{site}\n{tag}"), record.seq, record.soft));
+                }
             }
             for prefix in &record.prefixes {
                 changes.push((RuleKind::Prefix, self.prefix_key(prefix), record.seq, record.soft));
@@ -292,6 +310,33 @@ mod tests {
         serde_yaml::from_str("[{ name: shop, hosts: [shop.example], origin: 'http://127.0.0.1:1' }]").unwrap()
     }
 
+    #[tokio::test]
+    async fn a_tag_purge_scoped_to_a_host_covers_only_that_site_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FoyerStorage::open(StoreConfig::new(8 << 20)).await.unwrap().leak();
+        let sites: Vec<SiteConfig> = serde_yaml::from_str(
+            "[{ name: blog, origin: 'http://127.0.0.1:1' }, \
+              { name: shop, hosts: [shop.example], origin: 'http://127.0.0.1:1' }]",
+        )
+        .unwrap();
+        let scoped = PurgeRecord {
+            urls: vec![],
+            tag_hosts: vec!["shop.example".into()],
+            ..record(1, "/", "sale")
+        };
+        {
+            let fresh = Freshness::open(dir.path(), &sites, store).unwrap();
+            fresh.apply(&[scoped]).await.unwrap();
+        }
+        let fresh = Freshness::open(dir.path(), &sites, store).unwrap();
+        assert_eq!(fresh.verdict("shop\n/a.jpg", ["sale"].into_iter(), 0), Verdict::Purged);
+        assert_eq!(
+            fresh.verdict("blog\n/a.jpg", ["sale"].into_iter(), 0),
+            Verdict::Fresh,
+            "the same tag on another site is not the scoped secret's to purge"
+        );
+    }
+
     fn record(seq: u64, url: &str, tag: &str) -> PurgeRecord {
         PurgeRecord {
             seq,
@@ -302,6 +347,7 @@ mod tests {
             }],
             tags: vec![tag.into()],
             prefixes: vec![],
+            tag_hosts: vec![],
             soft: false,
         }
     }

@@ -50,6 +50,8 @@ pub enum RuleKind {
     Url,
     /// A surrogate key.
     Tag,
+    /// A surrogate key on one site only, `site\ntag` (from a site-scoped webhook).
+    SiteTag,
     /// A primary key prefix.
     Prefix,
 }
@@ -60,6 +62,7 @@ impl RuleKind {
         match self {
             Self::Url => b'u',
             Self::Tag => b't',
+            Self::SiteTag => b's',
             Self::Prefix => b'p',
         }
     }
@@ -69,6 +72,7 @@ impl RuleKind {
         match code {
             b'u' => Some(Self::Url),
             b't' => Some(Self::Tag),
+            b's' => Some(Self::SiteTag),
             b'p' => Some(Self::Prefix),
             _ => None,
         }
@@ -80,18 +84,23 @@ impl RuleKind {
 pub struct PurgeRules {
     urls: HashMap<String, Rule>,
     tags: HashMap<String, Rule>,
+    /// Site-scoped tag rules, by site, then tag: a hit looks them up without building a key.
+    site_tags: HashMap<String, HashMap<String, Rule>>,
     prefixes: Vec<(String, Rule)>,
 }
 
 impl PurgeRules {
     /// Whether no purge has been applied.
     pub fn is_empty(&self) -> bool {
-        self.urls.is_empty() && self.tags.is_empty() && self.prefixes.is_empty()
+        self.urls.is_empty() && self.tags.is_empty() && self.site_tags.is_empty() && self.prefixes.is_empty()
     }
 
     /// Number of rules.
     pub fn len(&self) -> usize {
-        self.urls.len() + self.tags.len() + self.prefixes.len()
+        self.urls.len()
+            + self.tags.len()
+            + self.site_tags.values().map(HashMap::len).sum::<usize>()
+            + self.prefixes.len()
     }
 
     /// Records purge `seq` of `key`; returns the rule as it now stands (to persist it).
@@ -99,6 +108,14 @@ impl PurgeRules {
         let rule = match kind {
             RuleKind::Url => self.urls.entry(key.to_string()).or_default(),
             RuleKind::Tag => self.tags.entry(key.to_string()).or_default(),
+            RuleKind::SiteTag => {
+                let (site, tag) = key.split_once('\n').unwrap_or(("", key));
+                self.site_tags
+                    .entry(site.to_string())
+                    .or_default()
+                    .entry(tag.to_string())
+                    .or_default()
+            }
             RuleKind::Prefix => match self.prefixes.iter().position(|(p, _)| p == key) {
                 Some(i) => &mut self.prefixes[i].1,
                 None => {
@@ -116,6 +133,10 @@ impl PurgeRules {
         match kind {
             RuleKind::Url => self.urls.get(key).copied(),
             RuleKind::Tag => self.tags.get(key).copied(),
+            RuleKind::SiteTag => {
+                let (site, tag) = key.split_once('\n').unwrap_or(("", key));
+                self.site_tags.get(site).and_then(|tags| tags.get(tag)).copied()
+            }
             RuleKind::Prefix => self.prefixes.iter().find(|(p, _)| p == key).map(|(_, r)| *r),
         }
         .unwrap_or_default()
@@ -135,9 +156,14 @@ impl PurgeRules {
     /// from sequence `fill_seq` on.
     pub fn verdict<'a>(&self, primary: &str, tags: impl Iterator<Item = &'a str>, fill_seq: u64) -> Verdict {
         let mut rule = self.urls.get(primary).copied().unwrap_or_default();
-        if !self.tags.is_empty() {
+        let site = primary.split_once('\n').map_or(primary, |(site, _)| site);
+        let site_tags = self.site_tags.get(site);
+        if !self.tags.is_empty() || site_tags.is_some() {
             for tag in tags {
                 if let Some(r) = self.tags.get(tag) {
+                    rule = rule.max(*r);
+                }
+                if let Some(r) = site_tags.and_then(|t| t.get(tag)) {
                     rule = rule.max(*r);
                 }
             }
@@ -188,5 +214,15 @@ mod tests {
             Verdict::Purged
         );
         assert_eq!(rules.verdict("s\n/x.jpg", ["product-7"].into_iter(), 4), Verdict::Stale);
+    }
+
+    #[test]
+    fn a_site_scoped_tag_purge_covers_that_site_only() {
+        let mut rules = PurgeRules::default();
+        rules.add(RuleKind::SiteTag, "shop\nsale", 4, false);
+        assert_eq!(rules.verdict("shop\n/a.jpg", ["sale"].into_iter(), 3), Verdict::Purged);
+        assert_eq!(rules.verdict("blog\n/a.jpg", ["sale"].into_iter(), 3), Verdict::Fresh);
+        assert_eq!(rules.get(RuleKind::SiteTag, "shop\nsale").hard, 4);
+        assert_eq!(rules.len(), 1);
     }
 }

@@ -15,8 +15,8 @@ use crate::metrics::METRICS;
 pub struct SubscriberConfig {
     /// purge-api's base URL.
     pub purge_api: String,
-    /// Bearer token.
-    pub token: String,
+    /// This node's credential for purge-api.
+    pub credential: String,
     /// This node's id.
     pub node: String,
     /// Its role.
@@ -77,7 +77,7 @@ impl Subscriber {
     /// Streams the log from the next unapplied sequence until the stream ends or fails.
     async fn stream_once(self: &Arc<Self>) -> Result<(), String> {
         let from = self.fresh.applied() + 1;
-        let mut stream = LogStream::open(&self.http, &self.config.purge_api, &self.config.token, from).await?;
+        let mut stream = LogStream::open(&self.http, &self.config.purge_api, &self.config.credential, from).await?;
         // A heartbeat comes every second; silence for three means the stream is dead.
         while let Some(lines) = stream.next_lines(Duration::from_secs(3)).await? {
             let mut batch: Vec<PurgeRecord> = Vec::new();
@@ -118,7 +118,7 @@ impl Subscriber {
             let sent = sub
                 .http
                 .post(sub.url("/v1/ack"))
-                .bearer_auth(&sub.config.token)
+                .bearer_auth(&sub.config.credential)
                 .json(&ack)
                 .send()
                 .await;
@@ -161,7 +161,7 @@ impl Subscriber {
         let answer = self
             .http
             .post(self.url("/v1/lease"))
-            .bearer_auth(&self.config.token)
+            .bearer_auth(&self.config.credential)
             .timeout(Duration::from_secs(1))
             .json(&request)
             .send()

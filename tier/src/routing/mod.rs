@@ -239,7 +239,7 @@ impl ShieldRouter {
         let url = format!("{}/v1/members", freshness.purge_api.trim_end_matches('/'));
         let answer = http
             .get(url)
-            .bearer_auth(&freshness.token)
+            .bearer_auth(&freshness.credential)
             .timeout(Duration::from_secs(1))
             .send()
             .await;
