@@ -6,6 +6,7 @@
 //! | `/img/…` | 20 KB body derived from the path, `public, max-age=300`, ETag, honours `If-None-Match` |
 //! | `/immutable/…` | as `/img/` with `Cache-Control: immutable` |
 //! | `/short/…` | as `/img/` with `max-age=1` |
+//! | `/shortimmutable/…` | as `/img/` with `max-age=1, immutable`: immutable, but soon stale |
 //! | `/slow/…` | as `/img/` after 300 ms |
 //! | `/sluggish/…` | as `/img/` after 2.5 s: longer than an edge waits for a shield to answer |
 //! | `/private/…` | `Cache-Control: private` |
@@ -14,6 +15,7 @@
 //! | `/broken/…` | after 300 ms, announces the 20 KB body but dies after 5 KB of it |
 //! | `/mut/<name>` | a mutable object at a version the test sets ([`TestOrigin::set_version`]): `X-Version`, ETag and body follow it; `Surrogate-Key: obj-<name> all-mut` |
 //! | `/slowmut/<name>` | as `/mut/` after 600 ms (the version is read when the request arrives) |
+//! | `/siemut/<name>` | as `/mut/` with `stale-if-error=3600`: the origin allows stale copies when it fails |
 //! | `/status/<code>` | that status with an empty body and no caching headers |
 //! | `/vary/<header>/…` | `Vary: <header>`, cacheable; the body names the request's value of it, and an `Origin` is echoed in `Access-Control-Allow-Origin` |
 //! | `/varystar/…` | as `/img/` with `Vary: *` |
@@ -22,6 +24,8 @@
 //! request with `X-Forwarded-Host`, `X-Original-URL` or `X-HTTP-Method-Override`, a `utm_source`
 //! query parameter, or a body gets [`POISONED`] (200, cacheable for 5 minutes); a request target
 //! over 8 KiB gets 414. Each is counted in [`Seen::poisoned`].
+//!
+//! While [`TestOrigin::set_failing`] is on, every request is answered 503 (and counted).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,6 +54,7 @@ pub struct Seen {
 struct Shared {
     seen: Mutex<HashMap<String, Seen>>,
     versions: Mutex<HashMap<String, u64>>,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 /// The body of the answer to a request that carried what a cache should have dropped.
@@ -122,6 +127,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         s.not_modified += usize::from(not_modified);
         s.poisoned += usize::from(poisoned);
     }
+    if shared.failing.load(std::sync::atomic::Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     if uri_len > 8192 {
         return StatusCode::URI_TOO_LONG.into_response();
     }
@@ -166,17 +174,23 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if kind == "broken" {
         return broken_response(&path).await;
     }
-    if kind == "mut" || kind == "slowmut" {
+    if kind == "mut" || kind == "slowmut" || kind == "siemut" {
         let version = shared.versions.lock().unwrap().get(&path).copied().unwrap_or(1);
         if kind == "slowmut" {
             tokio::time::sleep(Duration::from_millis(600)).await;
         }
-        return mutable_response(&path, version, if_none_match.as_deref());
+        let cache_control = if kind == "siemut" {
+            "public, max-age=300, stale-if-error=3600"
+        } else {
+            "public, max-age=300"
+        };
+        return mutable_response(&path, version, if_none_match.as_deref(), cache_control);
     }
     let cache_control = match kind {
         "img" | "slow" | "sluggish" => "public, max-age=300",
         "immutable" => "public, max-age=31536000, immutable",
         "short" => "public, max-age=1",
+        "shortimmutable" => "public, max-age=1, immutable",
         "private" => "private, max-age=300",
         "cookie" => "public, max-age=300",
         "hang" => {
@@ -219,7 +233,7 @@ async fn broken_response(path: &str) -> Response {
     response
 }
 
-fn mutable_response(path: &str, version: u64, if_none_match: Option<&str>) -> Response {
+fn mutable_response(path: &str, version: u64, if_none_match: Option<&str>, cache_control: &'static str) -> Response {
     let etag = format!("\"v{version}\"");
     let mut response = if if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
         StatusCode::NOT_MODIFIED.into_response()
@@ -229,7 +243,7 @@ fn mutable_response(path: &str, version: u64, if_none_match: Option<&str>) -> Re
     let name = path.rsplit('/').next().unwrap_or("");
     let h = response.headers_mut();
     h.insert(header::ETAG, HeaderValue::from_str(&etag).unwrap());
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     h.insert("x-version", HeaderValue::from(version));
     h.insert(
         "surrogate-key",
@@ -242,6 +256,11 @@ impl TestOrigin {
     /// Makes `/mut/…` or `/slowmut/…` `path` serve `version` from now on.
     pub fn set_version(&self, path: &str, version: u64) {
         self.shared.versions.lock().unwrap().insert(path.to_string(), version);
+    }
+
+    /// Makes every request fail with 503 (`true`) or be answered again (`false`).
+    pub fn set_failing(&self, failing: bool) {
+        self.shared.failing.store(failing, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts the origin on a free loopback port, in the calling tokio runtime.

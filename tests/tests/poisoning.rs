@@ -75,6 +75,23 @@ async fn unkeyed_headers_parameters_and_bodies_never_reach_the_origin() {
     clean_body_at(&cluster, 0, "/img/fat.jpg").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_target_over_8_kib_is_414_and_never_fetched_or_stored() {
+    let origin = TestOrigin::start().await;
+    let cluster = Cluster::builder().origin(&origin.url).start();
+    let long = format!("/img/long.jpg?w={}", "9".repeat(8200));
+    for edge in [0, 1] {
+        let resp = client().get(cluster.edge_url(edge, &long)).send().await.unwrap();
+        assert_eq!(resp.status(), 414);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("8192"), "{body}");
+    }
+    assert_eq!(origin.seen("/img/long.jpg").requests, 0, "nothing went upstream");
+    let shorter = format!("/img/long.jpg?w={}", "9".repeat(8000));
+    let resp = client().get(cluster.edge_url(0, &shorter)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "8 KiB and under is served");
+}
+
 /// GETs `target` exactly as written (an HTTP client would resolve `..` itself) from `addr`
 /// with `Connection: close`; returns the status line and the body.
 fn raw_get(addr: &str, target: &str) -> (String, Vec<u8>) {

@@ -33,6 +33,15 @@ pub const UNKEYED_HEADERS: [&str; 9] = [
     "x-rewrite-url",
 ];
 
+/// The longest request target (path and query) a node takes. Longer ones get 414: origins
+/// and logs choke on them, and a URL index or a purge rule should not have to hold one.
+pub const MAX_TARGET_BYTES: usize = 8192;
+
+/// Whether a request's target is over [`MAX_TARGET_BYTES`].
+pub fn target_too_long(req: &RequestHeader) -> bool {
+    req.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_TARGET_BYTES
+}
+
 /// Why a request is refused with 400 before anything is looked up or fetched, if it is.
 pub fn refused_framing(req: &RequestHeader) -> Option<&'static str> {
     let lengths = req.headers.get_all(header::CONTENT_LENGTH).iter().count();

@@ -6,18 +6,16 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fresco_store::FoyerStorage;
-use http::StatusCode;
 use pingora_cache::CacheKey;
 use pingora_cache::cache_control::CacheControl;
 use pingora_cache::filters::resp_cacheable;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
-use pingora_cache::{CacheMeta, CacheMetaDefaults, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
+use pingora_cache::{CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
 use pingora_cache::{ForcedFreshness, HitHandler};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
@@ -29,6 +27,7 @@ use crate::config::{BrowserCache, NodeConfig, parse_origin};
 use crate::content_coding::HitCoding;
 use crate::drain::{InFlight, RequestsInFlight};
 use crate::errors::{FailureKind, send_json_error};
+use crate::expiry::{self, META_DEFAULTS, grant_stale_if_error, stale_allowed};
 use crate::feed::FeedHub;
 use crate::feed::index::UrlFacts;
 use crate::feed::live_js::serve_live_js;
@@ -36,8 +35,11 @@ use crate::feed::serve::serve_events;
 use crate::freshness::Freshness;
 use crate::freshness::rules::Verdict;
 use crate::immutable::{marked_immutable, versioned_url};
+use crate::internal_headers::{
+    APPLIED_HEADER, FILL_SEQ_HEADER, MIN_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER, hide_from_clients,
+};
 use crate::metrics::METRICS;
-use crate::poisoning::{prepare_upstream, refused_framing};
+use crate::poisoning::{MAX_TARGET_BYTES, prepare_upstream, refused_framing, target_too_long};
 use crate::routing::{Failure, Retry, Shield, ShieldRouter, hash64};
 use crate::variance::{VariantLimit, Vary, vary};
 
@@ -71,16 +73,6 @@ pub struct Site {
     versioned_urls: bool,
     browser_cache: BrowserCache,
 }
-
-/// The stored header that says from which purge sequence on an object was fetched.
-pub const FILL_SEQ_HEADER: &str = "x-fresco-fill-seq";
-/// The header a shield answers with: the purge sequence its answer is fresh against.
-pub const APPLIED_HEADER: &str = "x-fresco-applied";
-/// The origin's `Cache-Control`, stored beside the browsers' one an edge sends (and decides
-/// revalidations by).
-pub const ORIGIN_CACHE_CONTROL_HEADER: &str = "x-fresco-origin-cache-control";
-/// The header an edge asks a shield with: the purge sequence the answer must be fresh against.
-pub const MIN_SEQ_HEADER: &str = "x-fresco-min-seq";
 
 /// Where the current upstream attempt of a request goes.
 #[derive(Clone, Debug, Default)]
@@ -117,6 +109,9 @@ pub struct RequestCtx {
     upstream_applied: Option<u64>,
     /// This request revalidates a hit because the node has no lease.
     fenced: bool,
+    /// The hit is being revalidated because it may be purged (a soft purge, a lost lease, an
+    /// edge ahead of this shield): no stale copy of it may go out.
+    in_doubt: bool,
     /// Shield: the purge sequence the asking edge had applied (`X-Fresco-Min-Seq`).
     min_seq: u64,
     /// How a hit's body is coded and sent.
@@ -131,6 +126,10 @@ pub struct CacheProxy {
     freshness: Option<Arc<Freshness>>,
     node_id: String,
     sites: Vec<Site>,
+    /// How long immutable objects may be served stale while their upstream fails.
+    stale_if_error_secs: u32,
+    /// Edge: send clients the node-only headers too (`crate::internal_headers`).
+    debug_headers: bool,
     /// Edge: where misses go.
     router: Option<Arc<ShieldRouter>>,
     /// How many variants of a URL may be stored.
@@ -142,24 +141,6 @@ pub struct CacheProxy {
     feed: Option<Arc<FeedHub>>,
     requests: RequestsInFlight,
 }
-
-/// Freshness for cacheable responses that carry no Cache-Control or Expires (RFC 9111 §4.2.2
-/// heuristic). pingora takes a plain `fn`, so the configured value lives here.
-static HEURISTIC_TTL_SECS: AtomicU64 = AtomicU64::new(60);
-
-fn heuristic_fresh(status: StatusCode) -> Option<Duration> {
-    // The heuristically cacheable status codes of RFC 9110 §15.1, less the errors but 404 and
-    // 410: a 405, 414 or 501 is what a hostile request gets, not what the URL is.
-    match status.as_u16() {
-        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 410 => {
-            Some(Duration::from_secs(HEURISTIC_TTL_SECS.load(Ordering::Relaxed)))
-        }
-        _ => None,
-    }
-}
-
-/// No serving stale unless the origin says so in Cache-Control.
-static META_DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(heuristic_fresh, 0, 0);
 
 impl CacheProxy {
     /// Builds the proxy of a node. Fails if an origin name does not resolve. With `freshness`,
@@ -174,7 +155,7 @@ impl CacheProxy {
         router: Option<Arc<ShieldRouter>>,
         requests: RequestsInFlight,
     ) -> std::io::Result<Self> {
-        HEURISTIC_TTL_SECS.store(config.cache.default_ttl_secs, Ordering::Relaxed);
+        expiry::configure(&config.cache);
         let sites = config
             .sites
             .iter()
@@ -200,6 +181,8 @@ impl CacheProxy {
             role,
             freshness,
             node_id: config.node_id.clone(),
+            stale_if_error_secs: config.cache.stale_if_error_secs,
+            debug_headers: config.debug_headers,
             sites,
             router: router.filter(|r| role == Role::Edge && r.has_shields()),
             variants: VariantLimit::new(config.cache.max_variants, 100_000),
@@ -209,6 +192,13 @@ impl CacheProxy {
             feed: if role == Role::Edge { feed } else { None },
             requests,
         })
+    }
+
+    /// Whether an object never changes under its URL (`crate::immutable`): the origin marked
+    /// it, or its site has versioned URLs and this is one.
+    fn is_immutable(&self, session: &Session, headers: &HMap, ctx: &RequestCtx) -> bool {
+        let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
+        marked_immutable(headers) || (self.sites[ctx.site].versioned_urls && versioned_url(target))
     }
 
     fn site_for(&self, req: &RequestHeader) -> usize {
@@ -347,6 +337,7 @@ impl ProxyHttp for CacheProxy {
             fill_seq: 0,
             upstream_applied: None,
             fenced: false,
+            in_doubt: false,
             min_seq: 0,
             coding: HitCoding::default(),
             in_flight: Some(self.requests.enter()),
@@ -370,6 +361,12 @@ impl ProxyHttp for CacheProxy {
         if let Some(reason) = refused_framing(req) {
             METRICS.error(FailureKind::Client);
             send_json_error(session, 400, reason, &self.node_id).await?;
+            return Ok(true);
+        }
+        if target_too_long(req) {
+            METRICS.error(FailureKind::Client);
+            let message = format!("the request target is over {MAX_TARGET_BYTES} bytes");
+            send_json_error(session, 414, &message, &self.node_id).await?;
             return Ok(true);
         }
         ctx.site = self.site_for(req);
@@ -426,6 +423,7 @@ impl ProxyHttp for CacheProxy {
             }
             Verdict::Stale => {
                 METRICS.purged_hits.inc();
+                ctx.in_doubt = true;
                 return Ok(Some(ForcedFreshness::ForceExpired));
             }
             Verdict::Fresh => {}
@@ -433,19 +431,19 @@ impl ProxyHttp for CacheProxy {
         if ctx.min_seq > ctx.fill_seq {
             // The asking edge has applied purges this shield has not: only the origin can say
             // whether this copy is still current.
+            ctx.in_doubt = true;
             return Ok(Some(ForcedFreshness::ForceExpired));
         }
         if fresh.is_leased() {
             return Ok(None);
         }
-        let site = &self.sites[ctx.site];
-        let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
-        if marked_immutable(headers) || (site.versioned_urls && versioned_url(target)) {
+        if self.is_immutable(session, headers, ctx) {
             return Ok(None);
         }
         // Fenced: a purge may have been missed, so the cached bytes go out only if an upstream
         // confirms them (conditional GET); if none answers, 503, never the cached bytes.
         ctx.fenced = true;
+        ctx.in_doubt = true;
         METRICS.fenced_revalidations.inc();
         Ok(Some(ForcedFreshness::ForceExpired))
     }
@@ -487,6 +485,11 @@ impl ProxyHttp for CacheProxy {
                 }
                 Vary::Variant(_) | Vary::None => {}
             }
+        }
+        if let RespCacheable::Cacheable(meta) = &mut cacheable
+            && self.is_immutable(session, &resp.headers, ctx)
+        {
+            grant_stale_if_error(meta, self.stale_if_error_secs);
         }
         if let RespCacheable::Cacheable(meta) = &mut cacheable
             && let Some(browser) = self.browser_cache_control(session, resp, ctx)
@@ -753,7 +756,14 @@ impl ProxyHttp for CacheProxy {
             };
             resp.insert_header(APPLIED_HEADER, fresh_against)?;
         }
+        if self.role == Role::Edge && !self.debug_headers {
+            hide_from_clients(resp);
+        }
         Ok(())
+    }
+
+    fn should_serve_stale(&self, _: &mut Session, ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+        stale_allowed(error, ctx.in_doubt)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy

@@ -1,0 +1,47 @@
+//! The headers fresco's nodes tell each other, and which of them browsers never see.
+//!
+//! The fill sequence and the origin's Cache-Control are stored with each object so that hits
+//! need no lookups; an edge takes them off what it sends to clients (they tell an attacker how
+//! far purges have got and what the origin asked), unless `debug_headers: true`. Between an edge
+//! and a shield they are the protocol and stay.
+
+use pingora_http::ResponseHeader;
+
+/// The stored header that says from which purge sequence on an object was fetched.
+pub const FILL_SEQ_HEADER: &str = "x-fresco-fill-seq";
+/// The header a shield answers with: the purge sequence its answer is fresh against.
+pub const APPLIED_HEADER: &str = "x-fresco-applied";
+/// The origin's `Cache-Control`, stored beside the browsers' one an edge sends (and decides
+/// revalidations by).
+pub const ORIGIN_CACHE_CONTROL_HEADER: &str = "x-fresco-origin-cache-control";
+/// The header an edge asks a shield with: the purge sequence the answer must be fresh against.
+pub const MIN_SEQ_HEADER: &str = "x-fresco-min-seq";
+
+/// Headers stored with an object that only nodes read.
+const STORED_FOR_NODES: [&str; 2] = [FILL_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER];
+
+/// Takes the node-only headers off a response going to a client.
+pub fn hide_from_clients(resp: &mut ResponseHeader) {
+    for name in STORED_FOR_NODES {
+        if resp.headers.contains_key(name) {
+            resp.remove_header(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_only_headers_are_taken_off_and_the_rest_kept() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header(FILL_SEQ_HEADER, "7").unwrap();
+        resp.insert_header(ORIGIN_CACHE_CONTROL_HEADER, "max-age=60").unwrap();
+        resp.insert_header("cache-control", "public, max-age=60").unwrap();
+        hide_from_clients(&mut resp);
+        assert!(!resp.headers.contains_key(FILL_SEQ_HEADER));
+        assert!(!resp.headers.contains_key(ORIGIN_CACHE_CONTROL_HEADER));
+        assert_eq!(resp.headers["cache-control"], "public, max-age=60");
+    }
+}
