@@ -166,6 +166,8 @@ pub struct FeedSection {
     /// URLs whose surrogate keys the edge remembers, to tell tag purges to URL followers.
     /// Default: 100000.
     pub remembered_urls: usize,
+    /// Most memory those URLs may take (URLs, tags, ETags). Default: 64MiB.
+    pub remembered_bytes: ByteSize,
 }
 
 impl Default for FeedSection {
@@ -177,6 +179,7 @@ impl Default for FeedSection {
             history: 4096,
             heartbeat_secs: 15,
             remembered_urls: 100_000,
+            remembered_bytes: ByteSize(64 << 20),
         }
     }
 }

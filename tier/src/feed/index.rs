@@ -3,9 +3,18 @@
 //! A purge by tag names no URL; to tell the followers of `/img/a.jpg` that a purge of tag
 //! `product-7` changed it, the edge must know that `/img/a.jpg` carried that tag. It learns it
 //! when it stores a response (misses and revalidations, never on hits) and when a client
-//! follows a URL it has cached. Bounded: the oldest remembered URL is forgotten first.
+//! follows a URL it has cached. Bounded in URLs and in bytes (an origin choosing long URLs and
+//! many tags cannot make it grow without end): the oldest remembered URL is forgotten first,
+//! and a URL keeps at most [`MAX_TAGS_PER_URL`] tags.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Most tags remembered of one URL; an origin that sends more has the rest ignored here (its
+/// tag purges still apply to the cached object, whose stored header has them all).
+pub const MAX_TAGS_PER_URL: usize = 64;
+
+/// Bytes one remembered item costs besides its text (allocations, table slots).
+const ITEM_OVERHEAD: usize = 48;
 
 /// What is known of one cached URL.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -19,6 +28,9 @@ pub struct UrlFacts {
 /// Primary key → facts, and tag → primary keys.
 pub struct UrlIndex {
     capacity: usize,
+    max_bytes: usize,
+    /// What the remembered URLs cost, as [`cost`] counts it.
+    bytes: usize,
     /// Facts and the generation at which they were learned.
     by_url: HashMap<String, (u64, UrlFacts)>,
     by_tag: HashMap<String, HashSet<String>>,
@@ -29,10 +41,12 @@ pub struct UrlIndex {
 }
 
 impl UrlIndex {
-    /// An index of at most `capacity` URLs.
-    pub fn new(capacity: usize) -> Self {
+    /// An index of at most `capacity` URLs taking at most about `max_bytes`.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             capacity: capacity.max(1),
+            max_bytes,
+            bytes: 0,
             by_url: HashMap::new(),
             by_tag: HashMap::new(),
             order: VecDeque::new(),
@@ -41,18 +55,20 @@ impl UrlIndex {
     }
 
     /// Records what a stored response of `primary` said.
-    pub fn learn(&mut self, primary: &str, facts: UrlFacts) {
+    pub fn learn(&mut self, primary: &str, mut facts: UrlFacts) {
+        facts.tags.truncate(MAX_TAGS_PER_URL);
         if self.by_url.get(primary).is_some_and(|(_, known)| *known == facts) {
             return;
         }
         self.forget(primary);
+        self.bytes += cost(primary, &facts);
         for tag in &facts.tags {
             self.by_tag.entry(tag.clone()).or_default().insert(primary.to_string());
         }
         self.generation += 1;
         self.by_url.insert(primary.to_string(), (self.generation, facts));
         self.order.push_back((self.generation, primary.to_string()));
-        while self.by_url.len() > self.capacity {
+        while self.by_url.len() > self.capacity || self.bytes > self.max_bytes {
             let Some((generation, oldest)) = self.order.pop_front() else {
                 break;
             };
@@ -72,6 +88,7 @@ impl UrlIndex {
         let Some((_, old)) = self.by_url.remove(primary) else {
             return;
         };
+        self.bytes -= cost(primary, &old);
         for tag in old.tags {
             if let Some(urls) = self.by_tag.get_mut(&tag) {
                 urls.remove(primary);
@@ -101,6 +118,11 @@ impl UrlIndex {
             .take(limit)
     }
 
+    /// About how many bytes the remembered URLs take.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Number of URLs remembered.
     pub fn len(&self) -> usize {
         self.by_url.len()
@@ -110,6 +132,17 @@ impl UrlIndex {
     pub fn is_empty(&self) -> bool {
         self.by_url.is_empty()
     }
+}
+
+/// What remembering `primary` with `facts` costs: its key in the URL table and the order, a
+/// copy in each of its tags' sets, and the facts themselves.
+fn cost(primary: &str, facts: &UrlFacts) -> usize {
+    let tags: usize = facts
+        .tags
+        .iter()
+        .map(|t| 2 * t.len() + primary.len() + 2 * ITEM_OVERHEAD)
+        .sum();
+    2 * primary.len() + tags + facts.etag.as_ref().map_or(0, String::len) + 3 * ITEM_OVERHEAD
 }
 
 #[cfg(test)]
@@ -125,7 +158,7 @@ mod tests {
 
     #[test]
     fn tags_follow_the_latest_response_and_the_oldest_url_is_forgotten() {
-        let mut index = UrlIndex::new(2);
+        let mut index = UrlIndex::new(2, usize::MAX);
         index.learn("s\n/a", facts(&["red", "big"]));
         index.learn("s\n/b", facts(&["red"]));
         assert_eq!(index.tagged("red", 10).count(), 2);
@@ -136,5 +169,35 @@ mod tests {
         assert_eq!(index.len(), 2);
         assert!(!index.knows("s\n/b"), "the least recently learned URL went first");
         assert!(index.knows("s\n/a") && index.knows("s\n/c"));
+    }
+
+    #[test]
+    fn long_urls_and_many_tags_stay_within_the_byte_bound() {
+        let max_bytes = 8 << 20;
+        let mut index = UrlIndex::new(100_000, max_bytes);
+        let tags: Vec<String> = (0..1000).map(|i| format!("tag-{i:0>200}")).collect();
+        for i in 0..2000 {
+            let url = format!("s\n/{i}/{}", "x".repeat(8000));
+            index.learn(
+                &url,
+                UrlFacts {
+                    tags: tags.clone(),
+                    etag: None,
+                },
+            );
+            assert!(index.bytes() <= max_bytes, "{} bytes after {i} URLs", index.bytes());
+        }
+        assert!(index.len() >= 10, "it still remembers the newest URLs: {}", index.len());
+        let newest = format!("s\n/1999/{}", "x".repeat(8000));
+        assert_eq!(index.facts(&newest).unwrap().tags.len(), MAX_TAGS_PER_URL);
+        assert!(index.tagged(&tags[0], 10).next().is_some());
+        assert!(
+            index.tagged(&tags[MAX_TAGS_PER_URL], 10).next().is_none(),
+            "tags past the cap are not remembered"
+        );
+        for i in 0..2000 {
+            index.forget(&format!("s\n/{i}/{}", "x".repeat(8000)));
+        }
+        assert_eq!((index.bytes(), index.len()), (0, 0), "forgetting returns every byte");
     }
 }

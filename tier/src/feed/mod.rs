@@ -117,7 +117,10 @@ impl FeedHub {
     pub fn new(limits: FeedSection, node_id: String, fresh: Arc<Freshness>) -> Arc<Self> {
         let applied = fresh.applied();
         let hub = Arc::new(Self {
-            index: Mutex::new(UrlIndex::new(limits.remembered_urls)),
+            index: Mutex::new(UrlIndex::new(
+                limits.remembered_urls,
+                limits.remembered_bytes.0 as usize,
+            )),
             limits,
             node_id,
             history: RwLock::new(History {

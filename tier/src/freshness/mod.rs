@@ -10,6 +10,7 @@
 //! before it holds a lease again.
 
 pub mod log_stream;
+pub mod prefix_trie;
 pub mod rules;
 pub mod subscriber;
 

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use super::prefix_trie::PrefixTrie;
+
 /// The newest hard and soft purge covering something.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rule {
@@ -24,7 +26,8 @@ impl Rule {
         *slot = (*slot).max(seq);
     }
 
-    fn max(self, other: Rule) -> Rule {
+    /// The newer purge of each kind of the two.
+    pub fn max(self, other: Rule) -> Rule {
         Rule {
             hard: self.hard.max(other.hard),
             soft: self.soft.max(other.soft),
@@ -86,7 +89,7 @@ pub struct PurgeRules {
     tags: HashMap<String, Rule>,
     /// Site-scoped tag rules, by site, then tag: a hit looks them up without building a key.
     site_tags: HashMap<String, HashMap<String, Rule>>,
-    prefixes: Vec<(String, Rule)>,
+    prefixes: PrefixTrie,
 }
 
 impl PurgeRules {
@@ -116,13 +119,7 @@ impl PurgeRules {
                     .entry(tag.to_string())
                     .or_default()
             }
-            RuleKind::Prefix => match self.prefixes.iter().position(|(p, _)| p == key) {
-                Some(i) => &mut self.prefixes[i].1,
-                None => {
-                    self.prefixes.push((key.to_string(), Rule::default()));
-                    &mut self.prefixes.last_mut().expect("just pushed").1
-                }
-            },
+            RuleKind::Prefix => self.prefixes.entry(key),
         };
         rule.raise(seq, soft);
         *rule
@@ -137,7 +134,7 @@ impl PurgeRules {
                 let (site, tag) = key.split_once('\n').unwrap_or(("", key));
                 self.site_tags.get(site).and_then(|tags| tags.get(tag)).copied()
             }
-            RuleKind::Prefix => self.prefixes.iter().find(|(p, _)| p == key).map(|(_, r)| *r),
+            RuleKind::Prefix => self.prefixes.get(key),
         }
         .unwrap_or_default()
     }
@@ -168,10 +165,8 @@ impl PurgeRules {
                 }
             }
         }
-        for (prefix, r) in &self.prefixes {
-            if primary.starts_with(prefix.as_str()) {
-                rule = rule.max(*r);
-            }
+        if !self.prefixes.is_empty() {
+            rule = rule.max(self.prefixes.covering(primary));
         }
         if fill_seq < rule.hard {
             Verdict::Purged
