@@ -474,8 +474,13 @@ fn read_field(r: &mut impl Read, field: &'static str, max: u64, width: usize) ->
     if len > max {
         return Err(FormatError::BadLength { field, len });
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf)?;
+    // Read, not allocated up front: a damaged length must cost what the record holds, not the
+    // gigabytes it claims (found by `make fuzz`).
+    let mut buf = Vec::new();
+    r.take(len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Ok(buf.into())
 }
 
@@ -575,6 +580,19 @@ mod tests {
             panic!("still a body record")
         };
         assert!(!body.is_intact());
+    }
+
+    #[test]
+    fn a_damaged_length_is_an_error_that_allocates_only_what_is_there() {
+        let (_, body) = records();
+        let mut bytes = encode(&body);
+        // The body's length field (after version, kind, digest, encoding and logical length).
+        let at = 2 + 32 + 1 + 8;
+        bytes[at..at + 8].copy_from_slice(&(u32::MAX as u64 - 1).to_be_bytes());
+        match Record::decode_from(&mut bytes.as_slice()) {
+            Err(FormatError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof),
+            other => panic!("{:?}", other.map(|_| "a record")),
+        }
     }
 
     /// Records of every format version ever written, committed when that version was current.
