@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test lint bench bench-purge bench-live bench-feed bench-store bench-scale clean setup
+.PHONY: run build test lint fuzz bench bench-purge bench-live bench-feed bench-store bench-scale clean setup
 
 setup:
 	@scripts/setup.sh
@@ -23,6 +23,10 @@ test: build
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# Coverage-guided fuzzing (nightly, cargo-fuzz), FUZZ_SECONDS per target (default 60).
+fuzz:
+	@scripts/fuzz.sh
 
 bench: build
 	loadtest/peers.sh
