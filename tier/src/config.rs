@@ -139,6 +139,9 @@ pub struct NodeConfig {
     /// Log format: `text` or `json`. Default: text.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// Load shedding: fetches per upstream. Default: see [`SheddingSection`].
+    #[serde(default)]
+    pub shedding: SheddingSection,
     /// Send clients the headers nodes tell each other (`X-Fresco-Fill-Seq`,
     /// `X-Fresco-Origin-Cache-Control`); for debugging only: they tell how far purges have got
     /// and what the origin asked. Default: false.
@@ -147,6 +150,28 @@ pub struct NodeConfig {
     /// Edge only: the change feed (`/_fresco/events`). It needs the `freshness` section.
     #[serde(default)]
     pub feed: FeedSection,
+}
+
+/// The `shedding:` section: how many fetches a node sends one upstream (`crate::shedding`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SheddingSection {
+    /// Most fetches in flight to one shield or origin. Default: 256.
+    pub upstream_concurrency: usize,
+    /// Most further misses waiting for a slot at one upstream; more are answered 503. Default: 256.
+    pub upstream_queue: usize,
+    /// The `Retry-After` of a shed miss, in seconds. Default: 1.
+    pub retry_after_secs: u64,
+}
+
+impl Default for SheddingSection {
+    fn default() -> Self {
+        Self {
+            upstream_concurrency: 256,
+            upstream_queue: 256,
+            retry_after_secs: 1,
+        }
+    }
 }
 
 /// The `feed:` section: limits of the change feed an edge serves (docs/feed.md).
@@ -467,6 +492,9 @@ impl NodeConfig {
         }
         if self.cache.disk.0 > 0 && self.cache.disk.0 < 4 * self.cache.block.0 {
             return fail("cache.disk", "must hold at least 4 blocks (see cache.block)");
+        }
+        if self.shedding.upstream_concurrency == 0 {
+            return fail("shedding.upstream_concurrency", "must be at least 1");
         }
         if self.cache.max_variants == 0 {
             return fail("cache.max_variants", "must be at least 1");

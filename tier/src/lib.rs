@@ -18,4 +18,5 @@ pub mod node;
 pub mod poisoning;
 pub mod proxy;
 pub mod routing;
+pub mod shedding;
 pub mod variance;

@@ -29,6 +29,8 @@ pub struct TierMetrics {
     errors: Vec<IntCounter>,
     /// Shields skipped because they could not be reached.
     pub shield_failovers: IntCounter,
+    /// Misses answered 503 because their upstream was saturated (`crate::shedding`).
+    pub shed: IntCounter,
     /// Last purge sequence applied.
     pub purge_applied: IntGauge,
     /// Purges the log's head is ahead of this node (at the last heartbeat).
@@ -142,6 +144,10 @@ pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| {
             .iter()
             .map(|k| errors.with_label_values(&[k.label()]))
             .collect(),
+        shed: counter(
+            "fresco_shed_total",
+            "Misses answered 503 with Retry-After because their shield or origin had all its fetch slots and queue taken",
+        ),
         shield_failovers: register_int_counter!(
             "fresco_shield_failovers_total",
             "Connections to a shield that failed, after which the next shield (or the origin) was tried"

@@ -26,7 +26,7 @@ use crate::cache_key::{cache_key, normalized_target, primary_key};
 use crate::config::{BrowserCache, NodeConfig, parse_origin};
 use crate::content_coding::HitCoding;
 use crate::drain::{InFlight, RequestsInFlight};
-use crate::errors::{FailureKind, send_json_error};
+use crate::errors::{FailureKind, send_json_error, send_json_error_with};
 use crate::expiry::{self, META_DEFAULTS, grant_stale_if_error, stale_allowed};
 use crate::feed::FeedHub;
 use crate::feed::index::UrlFacts;
@@ -41,6 +41,7 @@ use crate::internal_headers::{
 use crate::metrics::METRICS;
 use crate::poisoning::{MAX_TARGET_BYTES, prepare_upstream, refused_framing, target_too_long};
 use crate::routing::{Failure, Retry, Shield, ShieldRouter, hash64};
+use crate::shedding::{Admission, UpstreamLimits};
 use crate::variance::{VariantLimit, Vary, vary};
 
 /// Which tier a node is.
@@ -118,6 +119,10 @@ pub struct RequestCtx {
     coding: HitCoding,
     /// Counts this request for a graceful stop (none for a change feed).
     in_flight: Option<InFlight>,
+    /// This request's slot at its upstream (`crate::shedding`).
+    admission: Option<Admission>,
+    /// The upstream was saturated: the miss is answered 503 with `Retry-After`.
+    shed: bool,
 }
 
 /// The caching reverse proxy of an edge or a shield.
@@ -134,6 +139,10 @@ pub struct CacheProxy {
     router: Option<Arc<ShieldRouter>>,
     /// How many variants of a URL may be stored.
     variants: VariantLimit,
+    /// How many fetches each upstream gets.
+    upstream_limits: UpstreamLimits,
+    /// `Retry-After` of a shed miss.
+    retry_after: String,
     deadline: Duration,
     store: &'static FoyerStorage,
     lock: &'static CacheKeyLockImpl,
@@ -186,6 +195,8 @@ impl CacheProxy {
             sites,
             router: router.filter(|r| role == Role::Edge && r.has_shields()),
             variants: VariantLimit::new(config.cache.max_variants, 100_000),
+            upstream_limits: UpstreamLimits::new(&config.shedding),
+            retry_after: config.shedding.retry_after_secs.to_string(),
             deadline: config.deadline(),
             store,
             lock: Box::leak(lock),
@@ -341,6 +352,8 @@ impl ProxyHttp for CacheProxy {
             min_seq: 0,
             coding: HitCoding::default(),
             in_flight: Some(self.requests.enter()),
+            admission: None,
+            shed: false,
         }
     }
 
@@ -578,6 +591,16 @@ impl ProxyHttp for CacheProxy {
             }
         };
         ctx.upstream = shield.map_or(Upstream::Origin, Upstream::Shield);
+        // A retry gives back the slot of its previous upstream before it queues for the next.
+        ctx.admission = None;
+        match self.upstream_limits.admit(addr, remaining).await {
+            Some(admission) => ctx.admission = Some(admission),
+            None => {
+                ctx.shed = true;
+                METRICS.shed.inc();
+                return Err(Error::explain(ErrorType::HTTPStatus(503), "upstream saturated"));
+            }
+        }
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(remaining.min(Duration::from_secs(1)));
         peer.options.total_connection_timeout = Some(remaining);
@@ -770,6 +793,17 @@ impl ProxyHttp for CacheProxy {
     where
         Self::CTX: Send + Sync,
     {
+        if ctx.shed {
+            let message = "the upstream is saturated; retry after Retry-After seconds";
+            let retry_after = [("retry-after", self.retry_after.as_str())];
+            if let Err(e) = send_json_error_with(session, 503, message, &self.node_id, &retry_after).await {
+                tracing::debug!(error = %e, "could not send the error response");
+            }
+            return FailToProxy {
+                error_code: 503,
+                can_reuse_downstream: false,
+            };
+        }
         let (kind, mut status) = FailureKind::of(e);
         let mut message = kind.message();
         if ctx.fenced && kind != FailureKind::Client {
