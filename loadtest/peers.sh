@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Warm-hit throughput of a fresco edge next to nginx, Varnish, Traffic Server and Squid, all on
-# this machine, measured in one run by ../shared/bench/peers/run.sh (wrk, 30 KB and 200 KB).
+# this machine, measured in one run by loadtest/peers/run.sh (wrk, 30 KB and 200 KB; it installs
+# the peers from Debian's packages when missing, with the configurations beside it).
 # usage: loadtest/peers.sh [SECONDS] [CONNECTIONS]   (default 8 64)
 # Writes the table to docs/bench/peers-latest.txt and a plot to docs/bench/peers-latest.png.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-peers="$root/../shared/bench/peers/run.sh"
-[ -x "$peers" ] || [ -f "$peers" ] || { echo "missing $peers (the shared peer benchmark)" >&2; exit 1; }
+peers="$root/loadtest/peers/run.sh"
 seconds=${1:-8}; conns=${2:-64}
 port=9105
 work=$(mktemp -d)
