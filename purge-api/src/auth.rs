@@ -50,10 +50,7 @@ pub enum Denied {
 
 /// Checks credentials.
 pub struct Authenticator {
-    tokens: Vec<String>,
-    node_keys: Vec<String>,
-    revoked_nodes: Vec<String>,
-    secrets: Vec<WebhookSecret>,
+    credentials: Credentials,
     /// Signatures seen within the window, with their timestamps: a replay is refused.
     seen: Mutex<HashMap<Vec<u8>, u64>>,
 }
@@ -83,10 +80,7 @@ impl Authenticator {
     /// Accepts these credentials.
     pub fn new(credentials: Credentials) -> Self {
         Self {
-            tokens: credentials.tokens,
-            node_keys: credentials.node_keys,
-            revoked_nodes: credentials.revoked_nodes,
-            secrets: credentials.webhook_secrets,
+            credentials,
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -102,15 +96,16 @@ impl Authenticator {
             .ok_or(Denied::Unauthorized("Authorization must be Bearer <token>"))?;
         // Every token is compared, in constant time, so timing tells nothing about which matched.
         let operator = self
+            .credentials
             .tokens
             .iter()
             .fold(false, |m, t| m | constant_time_eq(t.as_bytes(), presented.as_bytes()));
         if operator {
             return Ok(Caller::Operator);
         }
-        let node = credential::verify(self.node_keys.iter().map(|k| k.as_bytes()), presented)
+        let node = credential::verify(self.credentials.node_keys.iter().map(|k| k.as_bytes()), presented)
             .ok_or(Denied::Unauthorized("invalid token"))?;
-        if self.revoked_nodes.contains(&node) {
+        if self.credentials.revoked_nodes.contains(&node) {
             return Err(Denied::Forbidden(format!("node {node} is revoked")));
         }
         Ok(Caller::Node(node))
@@ -154,7 +149,8 @@ impl Authenticator {
             return Err("signature timestamp outside ±300 s");
         }
         let secret = self
-            .secrets
+            .credentials
+            .webhook_secrets
             .iter()
             .find(|s| sig.verifies(s.secret().as_bytes(), body))
             .ok_or("bad signature")?;

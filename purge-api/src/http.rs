@@ -56,14 +56,10 @@ fn forbidden(message: String) -> Response {
 }
 
 /// The node a node-protocol request speaks for, which must be the one its credential is for.
-fn node_named(app: &App, headers: &HeaderMap, named: &str) -> Result<(), Denied> {
-    let node = app.auth.node(headers)?;
-    if node != named {
-        return Err(Denied::Forbidden(format!(
-            "the credential of {node} cannot speak for {named}"
-        )));
-    }
-    Ok(())
+/// The refusal of a request that speaks for `named` with the credential of `node`, if they
+/// differ.
+fn speaking_for_another(node: &str, named: &str) -> Option<Response> {
+    (node != named).then(|| forbidden(format!("the credential of {node} cannot speak for {named}")))
 }
 
 fn invalid(message: String) -> Response {
@@ -177,23 +173,32 @@ async fn members(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 }
 
 async fn lease(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    // Credentials first: who cannot lease learns nothing of what a valid request looks like.
+    let node = match app.auth.node(&headers) {
+        Ok(node) => node,
+        Err(why) => return denied(why),
+    };
     let request = match serde_json::from_slice::<LeaseRequest>(&body) {
         Ok(request) => request,
         Err(e) => return invalid(format!("invalid lease request: {e}")),
     };
-    if let Err(why) = node_named(&app, &headers, &request.node) {
-        return denied(why);
+    if let Some(refusal) = speaking_for_another(&node, &request.node) {
+        return refusal;
     }
     axum::Json(app.members.renew(&request, app.log.bounds().head)).into_response()
 }
 
 async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let node = match app.auth.node(&headers) {
+        Ok(node) => node,
+        Err(why) => return denied(why),
+    };
     let ack = match serde_json::from_slice::<AckRequest>(&body) {
         Ok(ack) => ack,
         Err(e) => return invalid(format!("invalid ack: {e}")),
     };
-    if let Err(why) = node_named(&app, &headers, &ack.node) {
-        return denied(why);
+    if let Some(refusal) = speaking_for_another(&node, &ack.node) {
+        return refusal;
     }
     match app.members.ack(&ack.node, ack.applied, app.log.bounds().head) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
