@@ -5,7 +5,6 @@
 //! Only what the tests use: a session, navigation, and running scripts. Each browser gets its
 //! own profile directory, so no cache or state leaks from one run into another.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -40,10 +39,7 @@ impl Browser {
                  chromium-driver (`scripts/setup.sh test`, or `make test`, installs them)"
             );
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::free_port();
         // Its own process group, with the Chromium it starts: the drop ends them together.
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))

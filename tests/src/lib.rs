@@ -414,6 +414,14 @@ impl Cluster {
     }
 }
 
+/// A loopback port free now (nothing listens on it once this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// An edge on its own: no shields, no purge-api, straight to `origin`, with `extra` YAML lines
 /// added to its configuration (`cache:` is given; put cache settings in `cache_extra`).
 pub struct LoneEdge {
@@ -427,12 +435,6 @@ impl LoneEdge {
     /// Starts it and waits until it is ready.
     pub fn start(origin: &str, cache_extra: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let free_port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-        };
         let (port, admin) = (free_port(), free_port());
         let config = dir.path().join("edge.yaml");
         std::fs::write(

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use fresco_e2e::origin::{TestOrigin, body_of, etag_of};
-use fresco_e2e::{Cluster, bin_dir, client, header, x_cache};
+use fresco_e2e::{Cluster, bin_dir, client, free_port, header, x_cache};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miss_then_hit_and_the_second_edge_is_served_by_the_shield() {
@@ -133,11 +133,7 @@ async fn private_and_cookie_responses_are_not_shared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_down_is_a_502_with_a_json_error() {
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let cluster = Cluster::builder().origin(format!("http://127.0.0.1:{port}")).start();
     let resp = client().get(cluster.edge_url(0, "/img/a.jpg")).send().await.unwrap();
     assert_eq!(resp.status(), 502);

@@ -4,7 +4,7 @@
 //! speaks only for its own node and never beyond the log's head, and an origin's webhook secret
 //! scoped to its site purges only that site.
 
-use fresco_e2e::{Cluster, NodeProcess, bin_dir, client};
+use fresco_e2e::{Cluster, NodeProcess, bin_dir, client, free_port};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -97,11 +97,7 @@ async fn a_purge_token_cannot_speak_for_a_node_and_a_node_speaks_only_for_itself
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_secret_scoped_to_a_site_purges_only_that_site() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let api = format!("http://127.0.0.1:{port}");
     let config = dir.path().join("purge-api.yaml");
     std::fs::write(
