@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test lint fuzz bench bench-purge bench-live bench-feed bench-store bench-scale clean setup
+.PHONY: run build test lint fuzz bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale clean setup
 
 setup:
 	@scripts/setup.sh
@@ -30,6 +30,10 @@ fuzz:
 
 bench: build
 	loadtest/peers.sh
+
+bench-tls: build
+	@scripts/setup.sh bench
+	loadtest/tls_cost.sh
 
 bench-purge: build
 	@scripts/setup.sh bench

@@ -94,6 +94,9 @@ pub struct ClientConfig {
     pub backoff_min: Duration,
     /// Longest delay between failed feed connections.
     pub backoff_max: Duration,
+    /// The CA certificates (PEM) that `https://` edges are verified against instead of the
+    /// system's roots: devcluster's `ca` in `cluster.json`, for instance.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -107,6 +110,7 @@ impl Default for ClientConfig {
             feed_read_timeout: Duration::from_secs(40),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
+            ca_file: None,
         }
     }
 }
@@ -171,8 +175,14 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client; fails without edges, on an edge that is not an HTTP URL, or when the
-    /// cache directory cannot be created.
+    /// Verifies `https://` edges against the CA certificates in `path` (PEM) only.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.ca_file = Some(path.into());
+        self
+    }
+
+    /// Builds the client; fails without edges, on an edge that is not an HTTP URL, on a CA
+    /// file that holds no certificate, or when the cache directory cannot be created.
     pub fn build(self) -> Result<Client, Error> {
         let config = self.config;
         if config.edges.is_empty() {
@@ -187,7 +197,8 @@ impl ClientBuilder {
         let cache = LocalCache::new(config.memory_cache_bytes, config.cache_dir.clone())
             .map_err(|e| Error::CacheDir(config.cache_dir.clone().unwrap_or_default(), e))?;
         // No overall timeout on the client: the feed stays open for hours. `get` sets its own.
-        let http = reqwest::Client::builder()
+        let http = fresco_tls::trusting(config.ca_file.as_deref())
+            .map_err(|e| Error::Config(format!("ca file {e}")))?
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)

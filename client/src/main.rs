@@ -25,6 +25,10 @@ struct Cli {
     /// Take the edges from devcluster's `cluster.json` (its `edges[].url`), after any `--edge`.
     #[arg(long, value_name = "FILE", global = true)]
     cluster: Option<PathBuf>,
+    /// Verify `https://` edges against the CA certificates in FILE (PEM) instead of the
+    /// system's roots. With `--cluster`, its `ca` is used when this is not given.
+    #[arg(long, value_name = "FILE", global = true)]
+    ca: Option<PathBuf>,
     /// Keep the local cache in this directory too, so that it outlives the command.
     #[arg(long, value_name = "DIR", global = true)]
     cache_dir: Option<PathBuf>,
@@ -79,8 +83,11 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut edges = cli.edges.clone();
+    let mut ca = cli.ca.clone();
     if let Some(path) = &cli.cluster {
-        edges.extend(edges_of_cluster(path)?);
+        let cluster = read_cluster(path)?;
+        edges.extend(cluster.edges);
+        ca = ca.or(cluster.ca);
     }
     if edges.is_empty() {
         bail!("no edge: give --edge URL or --cluster state/cluster.json");
@@ -93,6 +100,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &cli.cache_dir {
         builder = builder.cache_dir(dir);
     }
+    if let Some(ca) = ca {
+        builder = builder.ca_file(ca);
+    }
     let client = builder.build()?;
     match cli.command {
         Command::Get { path, output } => get(&client, &path, output.as_deref()).await,
@@ -100,7 +110,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn edges_of_cluster(path: &Path) -> anyhow::Result<Vec<String>> {
+/// What `fresco-client` takes from devcluster's `cluster.json`.
+struct ClusterFile {
+    edges: Vec<String>,
+    /// The CA of a `devcluster --tls` cluster.
+    ca: Option<PathBuf>,
+}
+
+fn read_cluster(path: &Path) -> anyhow::Result<ClusterFile> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let info: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
@@ -116,7 +133,10 @@ fn edges_of_cluster(path: &Path) -> anyhow::Result<Vec<String>> {
     if edges.is_empty() {
         bail!("{} lists no edges[].url", path.display());
     }
-    Ok(edges)
+    Ok(ClusterFile {
+        edges,
+        ca: info["ca"].as_str().map(PathBuf::from),
+    })
 }
 
 async fn get(client: &Client, path: &str, output: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -12,6 +12,7 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::state::{ClusterInfo, NodeInfo, Ports, StateDir};
+use crate::tls::ClusterTls;
 
 /// How to start a cluster.
 #[derive(Clone, Debug)]
@@ -34,6 +35,9 @@ pub struct ClusterOptions {
     pub listen_ip: std::net::IpAddr,
     /// Edges: on how many shields each key is kept (`routing.replicas`).
     pub replicas: usize,
+    /// Serve HTTPS on the edges, purge-api and the demo origin, with a local CA
+    /// ([`crate::tls`]). Shields stay on plain HTTP: they are the cluster's inside.
+    pub tls: bool,
 }
 
 struct Process {
@@ -84,12 +88,28 @@ struct Common<'a> {
     /// The key node credentials derive from (purge-api's `node_keys`).
     node_key: &'a str,
     replicas: usize,
+    tls: Option<&'a ClusterTls>,
 }
 
+/// The `tls:` section of a node: edges serve HTTPS; every node trusts the cluster's CA.
+fn tls_section(role: &str, tls: Option<&ClusterTls>) -> String {
+    let Some(tls) = tls else { return String::new() };
+    let serve = match role {
+        "edge" => format!(
+            "  cert_file: {}\n  key_file: {}\n",
+            tls.server.cert.display(),
+            tls.server.key.display()
+        ),
+        _ => String::new(),
+    };
+    format!("tls:\n{serve}  ca_file: {}\n", tls.ca.display())
+}
+
+/// The configuration of node `id` (`edge-N` or `shield-N`), listening on `(proxy, admin)`.
 fn node_config(
+    role: &str,
     id: &str,
-    listen: SocketAddr,
-    admin: SocketAddr,
+    (listen, admin): (SocketAddr, SocketAddr),
     deadline_ms: u64,
     common: &Common,
     shields: &[NodeInfo],
@@ -119,7 +139,9 @@ fn node_config(
          shields: [{shields}]\n\
          routing: {{ replicas: {replicas} }}\n\
          freshness:\n  purge_api: {purge_api}\n  credential: {credential}\n  state_dir: {fresh}\n\
-         sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign]\n",
+         sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign]\n\
+         {tls}",
+        tls = tls_section(role, common.tls),
         cache = state.cache(id).display(),
         shields = shields.join(", "),
         replicas = common.replicas,
@@ -129,9 +151,17 @@ fn node_config(
     )
 }
 
-async fn wait_ready(process: &mut Process, url: &str, state: &StateDir) -> anyhow::Result<Duration> {
+async fn wait_ready(
+    process: &mut Process,
+    url: &str,
+    state: &StateDir,
+    tls: Option<&ClusterTls>,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    let client = tls
+        .map_or_else(reqwest::Client::builder, ClusterTls::client)
+        .timeout(Duration::from_secs(1))
+        .build()?;
     while started.elapsed() < Duration::from_secs(60) {
         if let Some(status) = process.child.try_wait()? {
             let log = std::fs::read_to_string(state.log(&process.id)).unwrap_or_default();
@@ -187,6 +217,7 @@ fn write_cluster_json(state: &StateDir, info: &ClusterInfo) -> anyhow::Result<()
 /// A running cluster as devcluster holds it: what `cluster.json` says and the processes.
 pub struct Running {
     options: ClusterOptions,
+    tls: Option<ClusterTls>,
     state: StateDir,
     ports: Ports,
     processes: Vec<Process>,
@@ -199,7 +230,11 @@ pub async fn run(options: ClusterOptions) -> anyhow::Result<()> {
     let state = StateDir::create(&options.state_dir)?;
     let mut ports = Ports::load(state.root(), options.listen_ip);
     let mut processes: Vec<Process> = Vec::new();
-    let result = start(&options, &state, &mut ports, &mut processes).await;
+    let tls = match options.tls {
+        true => Some(ClusterTls::prepare(&state, options.listen_ip)?),
+        false => None,
+    };
+    let result = start(&options, &state, &mut ports, &mut processes, tls.as_ref()).await;
     ports.save(state.root())?;
     let info = match result {
         Ok(info) => info,
@@ -214,6 +249,7 @@ pub async fn run(options: ClusterOptions) -> anyhow::Result<()> {
     println!("READY {}", state.cluster_json().display());
     let mut running = Running {
         options,
+        tls,
         state,
         ports,
         processes,
@@ -261,6 +297,7 @@ impl Running {
             purge_api: &r.info.purge_api,
             node_key: &r.state.secret("node-key")?,
             replicas: r.options.replicas,
+            tls: r.tls.as_ref(),
         };
         let shields = r.info.shields.clone();
         let (node, process) = start_node(&r.options, &r.state, &mut r.ports, &common, role, &id, &shields).await?;
@@ -304,17 +341,26 @@ async fn start(
     state: &StateDir,
     ports: &mut Ports,
     processes: &mut Vec<Process>,
+    tls: Option<&ClusterTls>,
 ) -> anyhow::Result<ClusterInfo> {
     let token = state.secret("purge-token")?;
     let node_key = state.secret("node-key")?;
     let webhook_secret = state.secret("webhook")?;
     let purge_addr = ports.addr("purge-api")?;
-    let purge_api = format!("http://{purge_addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let purge_api = format!("{scheme}://{purge_addr}");
     let purge_config = state.config("purge-api");
+    let purge_tls = tls.map_or_else(String::new, |tls| {
+        format!(
+            "tls:\n  cert_file: {}\n  key_file: {}\n",
+            tls.server.cert.display(),
+            tls.server.key.display()
+        )
+    });
     std::fs::write(
         &purge_config,
         format!(
-            "# written by devcluster\nlisten: {purge_addr}\ndata_dir: {data}\ntokens: [{token}]\nnode_keys: [{node_key}]\nwebhook_secrets: [{webhook_secret}]\nlease_ms: {lease}\n",
+            "# written by devcluster\nlisten: {purge_addr}\ndata_dir: {data}\ntokens: [{token}]\nnode_keys: [{node_key}]\nwebhook_secrets: [{webhook_secret}]\nlease_ms: {lease}\n{purge_tls}",
             data = state.purge_api_data().display(),
             lease = options.lease_ms,
         ),
@@ -325,7 +371,7 @@ async fn start(
         &["-c", &purge_config.display().to_string()],
         state,
     )?;
-    let took = wait_ready(&mut process, &format!("{purge_api}/readyz"), state).await?;
+    let took = wait_ready(&mut process, &format!("{purge_api}/readyz"), state, tls).await?;
     eprintln!("purge-api  {purge_api}  ready in {took:.1?}");
     let purge_api_pid = process.child.id().unwrap_or_default();
     processes.push(process);
@@ -338,7 +384,7 @@ async fn start(
             let dir = state.origin_files().display().to_string();
             let secret_file = state.secret_file("webhook").display().to_string();
             let listen = addr.to_string();
-            let args = [
+            let mut args: Vec<String> = [
                 "demo-origin",
                 "--listen",
                 &listen,
@@ -348,12 +394,25 @@ async fn start(
                 &purge_api,
                 "--webhook-secret-file",
                 &secret_file,
-            ];
+            ]
+            .map(String::from)
+            .to_vec();
+            if let Some(tls) = tls {
+                for (flag, path) in [
+                    ("--tls-cert", &tls.server.cert),
+                    ("--tls-key", &tls.server.key),
+                    ("--ca", &tls.ca),
+                ] {
+                    args.extend([flag.to_string(), path.display().to_string()]);
+                }
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut process = spawn("origin", &me, &args, state)?;
-            let took = wait_ready(&mut process, &format!("http://{addr}/healthz"), state).await?;
-            eprintln!("origin     http://{addr}  ready in {took:.1?}");
+            let origin = format!("{scheme}://{addr}");
+            let took = wait_ready(&mut process, &format!("{origin}/healthz"), state, tls).await?;
+            eprintln!("origin     {origin}  ready in {took:.1?}");
             processes.push(process);
-            format!("http://{addr}")
+            origin
         }
     };
     let common = Common {
@@ -361,6 +420,7 @@ async fn start(
         purge_api: &purge_api,
         node_key: &node_key,
         replicas: options.replicas,
+        tls,
     };
     let mut info = ClusterInfo {
         origin: origin.clone(),
@@ -370,6 +430,7 @@ async fn start(
         purge_api_pid,
         edges: Vec::new(),
         shields: Vec::new(),
+        ca: tls.map(|tls| tls.ca.clone()),
     };
     for (role, count) in [("shield", options.shields), ("edge", options.edges)] {
         for i in 1..=count {
@@ -406,15 +467,20 @@ async fn start_node(
     let config = state.config(id);
     std::fs::write(
         &config,
-        node_config(id, listen, admin, deadline, common, shields, state),
+        node_config(role, id, (listen, admin), deadline, common, shields, state),
     )?;
     let program = options.bin_dir.join(binary);
     let mut process = spawn(id, &program, &["-c", &config.display().to_string()], state)?;
-    let took = wait_ready(&mut process, &format!("http://{admin}/readyz"), state).await?;
-    eprintln!("{id:<10} http://{listen}  admin http://{admin}  ready in {took:.1?}");
+    let took = wait_ready(&mut process, &format!("http://{admin}/readyz"), state, None).await?;
+    let scheme = if role == "edge" && common.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    eprintln!("{id:<10} {scheme}://{listen}  admin http://{admin}  ready in {took:.1?}");
     let node = NodeInfo {
         id: id.to_string(),
-        url: format!("http://{listen}"),
+        url: format!("{scheme}://{listen}"),
         admin: format!("http://{admin}"),
         pid: process.child.id().unwrap_or_default(),
         config,
@@ -426,13 +492,23 @@ fn print_welcome(info: &ClusterInfo, demo_origin: bool, state_dir: &Path) {
     let Some(edge) = info.edges.first() else { return };
     eprintln!();
     eprintln!("fresco is running. Open {}/img/sunset.jpg", edge.url);
+    let cacert = info
+        .ca
+        .as_ref()
+        .map_or_else(String::new, |ca| format!("--cacert {} ", ca.display()));
     eprintln!(
-        "  try:     curl -sI {}/img/sunset.jpg | grep -i x-cache   (MISS, then HIT)",
+        "  try:     curl -sI {cacert}{}/img/sunset.jpg | grep -i x-cache   (MISS, then HIT)",
         edge.url
     );
+    if let Some(ca) = &info.ca {
+        eprintln!(
+            "  tls:     the cluster's CA is {} (trust it, or pass it as above)",
+            ca.display()
+        );
+    }
     eprintln!("  metrics: {}/metrics", edge.admin);
     eprintln!(
-        "  purge:   curl -s -X POST {}/v1/purge -H 'Authorization: Bearer {}' -d '{{\"urls\":[\"/img/sunset.jpg\"]}}'",
+        "  purge:   curl -s {cacert}-X POST {}/v1/purge -H 'Authorization: Bearer {}' -d '{{\"urls\":[\"/img/sunset.jpg\"]}}'",
         info.purge_api, info.purge_token
     );
     if demo_origin {

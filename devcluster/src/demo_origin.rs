@@ -282,14 +282,21 @@ async fn change(State(origin): State<Arc<Origin>>, UrlPath(name): UrlPath<String
     response
 }
 
-/// Serves the demo origin on `addr` from `root` until the process ends. With a `webhook`, a
-/// change of an image is followed by a signed purge to purge-api.
-pub async fn serve(addr: SocketAddr, root: PathBuf, webhook: Option<Webhook>) -> anyhow::Result<()> {
+/// Serves the demo origin on `addr` from `root` until the process ends, over HTTPS with `tls`.
+/// With a `webhook`, a change of an image is followed by a signed purge to purge-api, sent
+/// with `http`.
+pub async fn serve(
+    addr: SocketAddr,
+    root: PathBuf,
+    webhook: Option<Webhook>,
+    tls: Option<fresco_tls::ServerFiles>,
+    http: reqwest::ClientBuilder,
+) -> anyhow::Result<()> {
     seed(&root)?;
     let origin = Arc::new(Origin {
         root,
         webhook,
-        http: reqwest::Client::new(),
+        http: http.build()?,
         next_version: AtomicU64::new(unix_ms()),
         changing: tokio::sync::Mutex::new(HashMap::new()),
     });
@@ -301,6 +308,12 @@ pub async fn serve(addr: SocketAddr, root: PathBuf, webhook: Option<Webhook>) ->
         .route("/_demo/change/{*name}", post(change))
         .with_state(origin);
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await?;
+    match tls {
+        Some(files) => {
+            let config = files.server_config(&[b"http/1.1"])?;
+            axum::serve(fresco_tls::TlsListener::new(listener, config)?, app).await?
+        }
+        None => axum::serve(listener, app).await?,
+    }
     Ok(())
 }

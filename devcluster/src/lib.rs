@@ -14,3 +14,4 @@ pub mod control;
 pub mod demo_images;
 pub mod demo_origin;
 pub mod state;
+pub mod tls;

@@ -47,6 +47,10 @@ struct Cli {
     /// On how many shields each key is kept (the edges' `routing.replicas`).
     #[arg(long, default_value_t = 1)]
     replicas: usize,
+    /// Serve HTTPS on the edges, purge-api and the demo origin with certificates of a local CA
+    /// made in DIR/tls/; `cluster.json` names it as `ca`. Shields stay on HTTP.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +69,15 @@ enum Tool {
         /// File holding the webhook secret shared with purge-api.
         #[arg(long, value_name = "FILE", requires = "purge_api")]
         webhook_secret_file: Option<PathBuf>,
+        /// Serve HTTPS with this certificate chain (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The key of `--tls-cert` (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Verify an `https://` purge-api against the CA certificates in FILE (PEM).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
     },
     /// Save a new version of a demo image (visibly different) and purge it, as an origin
     /// would: prints purge-api's answer. The cluster must be running with the demo origin.
@@ -115,7 +128,8 @@ async fn change_image(name: &str, state_dir: &std::path::Path) -> anyhow::Result
     let path = state_dir.join("cluster.json");
     let info = ClusterInfo::load(&path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e} (is the cluster running?)", path.display()))?;
-    let resp = reqwest::Client::new()
+    let resp = fresco_tls::trusting(info.ca.as_deref())?
+        .build()?
         .post(format!("{}/_demo/change/{name}", info.origin))
         .send()
         .await?;
@@ -135,6 +149,9 @@ async fn main() -> ExitCode {
             dir,
             purge_api,
             webhook_secret_file,
+            tls_cert,
+            tls_key,
+            ca,
         }) => {
             let webhook = match (purge_api, webhook_secret_file) {
                 (Some(purge_api), Some(file)) => match std::fs::read_to_string(&file) {
@@ -149,7 +166,13 @@ async fn main() -> ExitCode {
                 },
                 _ => None,
             };
-            demo_origin::serve(listen, dir, webhook).await
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert, key)| fresco_tls::ServerFiles { cert, key });
+            match fresco_tls::trusting(ca.as_deref()) {
+                Ok(http) => demo_origin::serve(listen, dir, webhook, tls, http).await,
+                Err(e) => Err(e.into()),
+            }
         }
         Some(Tool::ChangeImage { name, state_dir }) => change_image(&name, &state_dir).await,
         Some(Tool::Join { state_dir, role }) => change_membership(&state_dir, Request::Join(role)).await,
@@ -171,6 +194,7 @@ async fn main() -> ExitCode {
                 lease_ms: cli.lease_ms,
                 listen_ip: cli.listen_ip,
                 replicas: cli.replicas,
+                tls: cli.tls,
             })
             .await
         }

@@ -23,6 +23,10 @@ pub struct ClusterInfo {
     pub edges: Vec<NodeInfo>,
     /// The shields, in id order.
     pub shields: Vec<NodeInfo>,
+    /// `devcluster --tls`: the CA certificate (PEM) that the `https://` URLs above are
+    /// verified against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 /// One node of the cluster.

@@ -44,6 +44,29 @@ pub struct PurgeApiConfig {
     /// Log format: `text` or `json`. Default: text.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// Serve HTTPS only, with this certificate and key. Default: plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+}
+
+/// The `tls:` section: a certificate chain and its key, PEM files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The private key.
+    pub key_file: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files as `fresco-tls` takes them.
+    pub fn server_files(&self) -> fresco_tls::ServerFiles {
+        fresco_tls::ServerFiles {
+            cert: self.cert_file.clone(),
+            key: self.key_file.clone(),
+        }
+    }
 }
 
 /// One origin's webhook secret, with what it may purge.
@@ -106,6 +129,16 @@ impl PurgeApiConfig {
         config
             .validate()
             .map_err(|(field, msg)| format!("{}: field `{field}`: {msg}", path.display()))?;
+        if let Some(tls) = &config.tls
+            && let Err(e) = tls.server_files().check()
+        {
+            let field = if e.path == tls.key_file {
+                "tls.key_file"
+            } else {
+                "tls.cert_file"
+            };
+            return Err(format!("{}: field `{field}`: {e}", path.display()));
+        }
         Ok(config)
     }
 
@@ -177,6 +210,11 @@ mod tests {
                 "tokens: [token-token-token-1]\nnode_keys: [node-key-node-key-node]\n\
                  webhook_secrets: [{secret: secret-secret-secret, hosts: []}]",
                 "webhook_secrets",
+            ),
+            (
+                "tokens: [token-token-token-1]\nnode_keys: [node-key-node-key-node]\n\
+                 tls: {cert_file: /nonexistent/purge.crt, key_file: /nonexistent/purge.key}",
+                "tls.cert_file",
             ),
         ] {
             std::fs::write(&bad, format!("listen: 127.0.0.1:1\ndata_dir: x\n{yaml}\n")).unwrap();

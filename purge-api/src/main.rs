@@ -149,16 +149,39 @@ async fn main() -> ExitCode {
         tracing::info!("purge-api stopping");
         let _ = stop.send(true);
     };
-    // Log lines and acks are small writes that must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "setting TCP_NODELAY");
+    let served = match &config.tls {
+        Some(tls) => {
+            let tls = match tls.server_files().server_config(&[b"http/1.1"]) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("purge-api: tls: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let listener = match fresco_tls::TlsListener::new(listener, tls) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    eprintln!("purge-api: listening on {}: {e}", config.listen);
+                    return ExitCode::from(1);
+                }
+            };
+            axum::serve(listener, router(app))
+                .with_graceful_shutdown(shutdown)
+                .await
         }
-    });
-    if let Err(e) = axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+        None => {
+            // Log lines and acks are small writes that must not wait for Nagle's algorithm.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %e, "setting TCP_NODELAY");
+                }
+            });
+            axum::serve(listener, router(app))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
+    if let Err(e) = served {
         eprintln!("purge-api: {e}");
         return ExitCode::from(1);
     }

@@ -50,6 +50,7 @@ pub struct ClusterBuilder {
     listen_ip: Option<std::net::Ipv4Addr>,
     replicas: usize,
     state: Option<Arc<tempfile::TempDir>>,
+    tls: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -63,6 +64,7 @@ impl Default for ClusterBuilder {
             listen_ip: None,
             replicas: 1,
             state: None,
+            tls: false,
         }
     }
 }
@@ -106,6 +108,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// `devcluster --tls`: edges, purge-api and the demo origin serve HTTPS with certificates
+    /// of a local CA (`info.ca`); [`Cluster::http`] trusts it.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Reuses the state dir of a stopped cluster (its ports, ids and caches).
     pub fn state_of_dir(mut self, state: Arc<tempfile::TempDir>) -> Self {
         self.state = Some(state);
@@ -136,6 +145,9 @@ impl ClusterBuilder {
         }
         if let Some(ip) = self.listen_ip {
             cmd.args(["--listen-ip", &ip.to_string()]);
+        }
+        if self.tls {
+            cmd.arg("--tls");
         }
         let mut child = cmd.spawn().expect("devcluster starts");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -182,6 +194,16 @@ impl Cluster {
     fn terminate(&mut self) {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
         let _ = self.child.wait();
+    }
+
+    /// A client like [`client`] that trusts the cluster's CA when it has one (`--tls`).
+    pub fn http(&self) -> reqwest::Client {
+        fresco_tls::trusting(self.info.ca.as_deref())
+            .expect("the cluster's CA")
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a client")
     }
 
     /// The URL of `path` on edge `i` (0-based).
@@ -278,7 +300,8 @@ impl PurgeAnswer {
 impl Cluster {
     /// `POST /v1/purge` with the cluster's bearer token.
     pub async fn purge(&self, body: serde_json::Value) -> PurgeAnswer {
-        let resp = client()
+        let resp = self
+            .http()
             .post(format!("{}/v1/purge", self.info.purge_api))
             .bearer_auth(&self.info.purge_token)
             .json(&body)
@@ -294,7 +317,8 @@ impl Cluster {
 
     /// The log's head, from `GET /v1/members`.
     pub async fn log_head(&self) -> u64 {
-        let members: serde_json::Value = client()
+        let members: serde_json::Value = self
+            .http()
             .get(format!("{}/v1/members", self.info.purge_api))
             .bearer_auth(&self.info.purge_token)
             .send()

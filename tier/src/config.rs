@@ -150,6 +150,27 @@ pub struct NodeConfig {
     /// Edge only: the change feed (`/_fresco/events`). It needs the `freshness` section.
     #[serde(default)]
     pub feed: FeedSection,
+    /// TLS: the listener's certificate, and whom to trust upstream. Default: plain HTTP, and
+    /// the system's roots for `https://` origins and purge-api.
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// The `tls:` section (`crate::tls`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// The listener's certificate chain, PEM, leaf first. With `key_file`, `listen` serves
+    /// HTTPS only.
+    pub cert_file: Option<PathBuf>,
+    /// The listener's private key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// Offer HTTP/2 to clients (ALPN `h2`, then `http/1.1`). Default: true.
+    #[serde(default = "yes")]
+    pub http2: bool,
+    /// The CA certificates, PEM, that `https://` origins, shields and purge-api are verified
+    /// against instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The `shedding:` section: how many fetches a node sends one upstream (`crate::shedding`).
@@ -560,6 +581,30 @@ impl NodeConfig {
                 );
             }
         }
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) => {
+                let files = fresco_tls::ServerFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                if let Err(e) = files.check() {
+                    let field = if e.path == *key {
+                        "tls.key_file"
+                    } else {
+                        "tls.cert_file"
+                    };
+                    return fail(field, &e.to_string());
+                }
+            }
+            (Some(_), None) => return fail("tls.key_file", "is required with tls.cert_file"),
+            (None, Some(_)) => return fail("tls.cert_file", "is required with tls.key_file"),
+            (None, None) => {}
+        }
+        if let Some(ca) = &self.tls.ca_file
+            && let Err(e) = fresco_tls::trusting(Some(ca))
+        {
+            return fail("tls.ca_file", &e.to_string());
+        }
         for (i, site) in self.sites.iter().enumerate() {
             if site.name.is_empty() || site.name.contains(['\n', ' ']) {
                 return fail(&format!("sites[{i}].name"), "must be a non-empty word");
@@ -591,21 +636,51 @@ impl NodeConfig {
     pub fn drain_limit(&self) -> Duration {
         Duration::from_millis(self.drain_ms)
     }
+
+    /// The listener's certificate and key, when it serves HTTPS.
+    pub fn server_tls(&self) -> Option<fresco_tls::ServerFiles> {
+        Some(fresco_tls::ServerFiles {
+            cert: self.tls.cert_file.clone()?,
+            key: self.tls.key_file.clone()?,
+        })
+    }
+
+    /// An HTTP client builder for purge-api and the shields' admin endpoints: it trusts
+    /// `tls.ca_file` when there is one (checked when the configuration was loaded).
+    pub fn http_client(&self) -> reqwest::ClientBuilder {
+        fresco_tls::trusting(self.tls.ca_file.as_deref()).unwrap_or_else(|_| reqwest::Client::builder())
+    }
 }
 
-/// Parses an origin URL into `host:port`; only plain HTTP origins are supported.
-pub fn parse_origin(origin: &str) -> Result<String, String> {
+/// Where an origin (or purge-api) is, from its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginUrl {
+    /// `host:port`: what is resolved and sent as `Host`.
+    pub authority: String,
+    /// The host alone: what a TLS origin's certificate must name (SNI).
+    pub host: String,
+    /// `https://`.
+    pub tls: bool,
+}
+
+/// Parses an origin URL, `http://host[:port]` or `https://host[:port]`.
+pub fn parse_origin(origin: &str) -> Result<OriginUrl, String> {
     let uri: http::Uri = origin.parse().map_err(|e| format!("`{origin}` is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(other) => return Err(format!("scheme `{other}` is not supported; use http://")),
+    let (tls, default_port) = match uri.scheme_str() {
+        Some("http") => (false, 80),
+        Some("https") => (true, 443),
+        Some(other) => return Err(format!("scheme `{other}` is not supported; use http:// or https://")),
         None => return Err(format!("`{origin}` needs a scheme, like http://{origin}")),
-    }
+    };
     let host = uri.host().ok_or_else(|| format!("`{origin}` has no host"))?;
     if uri.path() != "/" && !uri.path().is_empty() {
         return Err(format!("`{origin}` must not have a path"));
     }
-    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(80)))
+    Ok(OriginUrl {
+        authority: format!("{host}:{}", uri.port_u16().unwrap_or(default_port)),
+        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        tls,
+    })
 }
 
 #[cfg(test)]
@@ -668,6 +743,29 @@ sites:
         assert!(e.contains("shields[0]") && e.contains("ip:port"), "{e}");
         let e = error_of(&GOOD.replace("127.0.0.1:8090,", "{id: shield-2, address: 127.0.0.1:1},"));
         assert!(e.contains("shields[1].id") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn tls_errors_name_the_field_and_the_file() {
+        let with = |tls: &str| GOOD.replace("node_id: edge-1", &format!("node_id: edge-1\ntls: {tls}"));
+        let e = error_of(&with(
+            "{cert_file: /nonexistent/edge.crt, key_file: /nonexistent/edge.key}",
+        ));
+        assert!(
+            e.contains("tls.cert_file") && e.contains("/nonexistent/edge.crt"),
+            "{e}"
+        );
+        let e = error_of(&with("{cert_file: /nonexistent/edge.crt}"));
+        assert!(e.contains("tls.key_file") && e.contains("required"), "{e}");
+        let e = error_of(&with("{ca_file: /nonexistent/ca.crt}"));
+        assert!(e.contains("tls.ca_file"), "{e}");
+        let e = error_of(&GOOD.replace("http://127.0.0.1:8080", "https://origin.example:8443/images"));
+        assert!(e.contains("sites[0].origin") && e.contains("path"), "{e}");
+        let origin = parse_origin("https://origin.example").unwrap();
+        assert_eq!(
+            (origin.authority.as_str(), origin.host.as_str(), origin.tls),
+            ("origin.example:443", "origin.example", true)
+        );
     }
 
     #[test]

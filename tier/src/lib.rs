@@ -19,4 +19,5 @@ pub mod poisoning;
 pub mod proxy;
 pub mod routing;
 pub mod shedding;
+pub mod tls;
 pub mod variance;

@@ -71,11 +71,13 @@ fn start_subscriber(
         },
         address: config.listen.to_string(),
         admin: Some(config.admin_listen.to_string()),
+        ca_file: config.tls.ca_file.clone(),
     };
     let (purge_api, credential) = (section.purge_api.clone(), section.credential.clone());
+    let http = config.http_client();
     crate::background::spawn_thread("fresco-purges", move || async move {
         if let Some(feed) = feed {
-            tokio::spawn(prefill::run(feed, purge_api, credential));
+            tokio::spawn(prefill::run(feed, http, purge_api, credential));
         }
         subscriber::run(fresh, subscriber).await
     });
@@ -194,6 +196,8 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
 
     let conf = ServerConf {
         threads: config.threads,
+        // What `https://` origins are verified against; without it, the system's roots.
+        ca_file: config.tls.ca_file.as_ref().map(|p| p.display().to_string()),
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(3),
         ..Default::default()
@@ -205,10 +209,19 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     let mut proxy_service = pingora_proxy::http_proxy_service_with_name(&server.configuration, proxy, "fresco proxy");
     // A write buffer that holds a whole typical image lets the response header and body leave
     // in one send instead of two (measured in docs/benchmarks.md).
-    let listener = ListenerConfig::tcp(config.listen.to_string()).l4_buffer(L4BufferSettings::new(
+    let mut listener = ListenerConfig::tcp(config.listen.to_string()).l4_buffer(L4BufferSettings::new(
         DEFAULT_L4_READ_BUFFER_SIZE,
         config.write_buffer.0 as usize,
     ));
+    if let Some(files) = config.server_tls() {
+        match crate::tls::listener_settings(&files, config.tls.http2) {
+            Ok(settings) => listener = listener.tls(settings),
+            Err(e) => {
+                eprintln!("fresco-{}: tls: {e}", role.name());
+                return ExitCode::from(2);
+            }
+        }
+    }
     proxy_service.add_listener(listener);
     let mut admin = Service::new("fresco admin".into(), AdminApp::new(store, ready.clone(), freshness));
     admin.add_tcp(&config.admin_listen.to_string());

@@ -69,6 +69,8 @@ pub struct Site {
     hosts: Vec<String>,
     origin: SocketAddr,
     origin_authority: String,
+    /// The name an `https://` origin's certificate must carry; `None` for `http://`.
+    origin_tls: Option<String>,
     ignore_query: Vec<String>,
     vary_accept: bool,
     versioned_urls: bool,
@@ -169,15 +171,16 @@ impl CacheProxy {
             .sites
             .iter()
             .map(|s| {
-                let authority = parse_origin(&s.origin).map_err(std::io::Error::other)?;
-                let origin = authority.to_socket_addrs()?.next().ok_or_else(|| {
-                    std::io::Error::other(format!("origin {authority} of site {} does not resolve", s.name))
+                let url = parse_origin(&s.origin).map_err(std::io::Error::other)?;
+                let origin = url.authority.to_socket_addrs()?.next().ok_or_else(|| {
+                    std::io::Error::other(format!("origin {} of site {} does not resolve", url.authority, s.name))
                 })?;
                 Ok(Site {
                     name: s.name.clone(),
                     hosts: s.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
                     origin,
-                    origin_authority: authority,
+                    origin_tls: url.tls.then(|| url.host.clone()),
+                    origin_authority: url.authority,
                     ignore_query: s.ignore_query.clone(),
                     vary_accept: s.vary_accept,
                     versioned_urls: s.versioned_urls,
@@ -579,15 +582,16 @@ impl ProxyHttp for CacheProxy {
             (None, None) => None,
         };
         ctx.shield_attempts += 1;
-        let (addr, answer_within) = match &shield {
+        let (addr, tls, answer_within) = match &shield {
             Some(shield) => {
                 METRICS.shield_fetches.inc();
                 let timeout = self.router.as_ref().map_or(remaining, |r| r.shield_timeout());
-                (shield.address, remaining.min(timeout))
+                (shield.address, None, remaining.min(timeout))
             }
             None => {
                 METRICS.origin_fetches.inc();
-                (self.sites[ctx.site].origin, remaining)
+                let site = &self.sites[ctx.site];
+                (site.origin, site.origin_tls.as_deref(), remaining)
             }
         };
         ctx.upstream = shield.map_or(Upstream::Origin, Upstream::Shield);
@@ -601,7 +605,9 @@ impl ProxyHttp for CacheProxy {
                 return Err(Error::explain(ErrorType::HTTPStatus(503), "upstream saturated"));
             }
         }
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        // pingora verifies a TLS origin's certificate and name by default, against
+        // `tls.ca_file` or the system's roots.
+        let mut peer = HttpPeer::new(addr, tls.is_some(), tls.unwrap_or_default().to_string());
         peer.options.connection_timeout = Some(remaining.min(Duration::from_secs(1)));
         peer.options.total_connection_timeout = Some(remaining);
         peer.options.read_timeout = Some(answer_within);

@@ -16,14 +16,14 @@ use crate::freshness::log_stream::LogStream;
 
 /// Reads the `history` purges ending at the hub's start position from `purge_api` and puts them
 /// in front of the history. Gives up (leaving the history as it is) after a few failures.
-pub async fn run(hub: Arc<FeedHub>, purge_api: String, credential: String) {
+pub async fn run(hub: Arc<FeedHub>, http: reqwest::ClientBuilder, purge_api: String, credential: String) {
     let until = hub.started_at();
     if until == 0 {
         hub.prefill(&[]);
         return;
     }
     let from = until.saturating_sub(hub.limits().history as u64 - 1).max(1);
-    let http = reqwest::Client::builder()
+    let http = http
         .connect_timeout(Duration::from_secs(1))
         .build()
         .expect("an HTTP client");

@@ -25,6 +25,8 @@ pub struct SubscriberConfig {
     pub address: String,
     /// The address of its admin endpoints.
     pub admin: Option<String>,
+    /// The CA certificates an `https://` purge-api is verified against (default: the system's).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 struct Subscriber {
@@ -38,7 +40,8 @@ struct Subscriber {
 /// Runs the subscriber until the process ends: one task streams and applies the log, one
 /// renews the lease every third of its length.
 pub async fn run(fresh: Arc<Freshness>, config: SubscriberConfig) {
-    let http = reqwest::Client::builder()
+    let http = fresco_tls::trusting(config.ca_file.as_deref())
+        .unwrap_or_else(|_| reqwest::Client::builder())
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .build()

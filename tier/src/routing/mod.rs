@@ -73,6 +73,8 @@ pub struct ShieldRouter {
     ring: RwLock<Arc<Ring>>,
     membership: Mutex<Membership>,
     discovery: Option<FreshnessSection>,
+    /// What an `https://` purge-api is verified against.
+    ca_file: Option<std::path::PathBuf>,
     /// Spreads a key's misses over its replicas.
     spread: AtomicU64,
 }
@@ -86,6 +88,7 @@ impl ShieldRouter {
             config: config.routing.clone(),
             ring: RwLock::new(Arc::new(Ring::default())),
             discovery: config.freshness.clone().filter(|_| config.routing.discover),
+            ca_file: config.tls.ca_file.clone(),
             membership: Mutex::new(membership),
             spread: AtomicU64::new(0),
         });
@@ -176,7 +179,8 @@ impl ShieldRouter {
     }
 
     async fn run(self: Arc<Self>, first: std::sync::mpsc::Sender<()>) {
-        let http = reqwest::Client::builder()
+        let http = fresco_tls::trusting(self.ca_file.as_deref())
+            .unwrap_or_else(|_| reqwest::Client::builder())
             .connect_timeout(Duration::from_millis(250))
             .tcp_nodelay(true)
             .build()

@@ -1,0 +1,26 @@
+use std::path::Path;
+
+use crate::TlsFileError;
+use crate::files::read_certificates;
+
+/// A reqwest client builder that verifies servers against the CA certificates in `ca_file`
+/// only, or against the system's roots when there is none.
+///
+/// Only the file's authorities are trusted, not the system's as well: a node that is told
+/// which CA its cluster uses should not accept a certificate any public CA issued.
+pub fn trusting(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, TlsFileError> {
+    crate::install_crypto_provider();
+    let builder = reqwest::Client::builder();
+    let Some(path) = ca_file else {
+        return Ok(builder);
+    };
+    let mut builder = builder.tls_built_in_root_certs(false);
+    for der in read_certificates(path)? {
+        let cert = reqwest::Certificate::from_der(&der).map_err(|e| TlsFileError {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    Ok(builder)
+}
