@@ -451,6 +451,8 @@ pub fn free_port() -> u16 {
 pub struct LoneEdge {
     /// Its base URL.
     pub url: String,
+    /// Its admin base URL (`/metrics`).
+    pub admin: String,
     _process: NodeProcess,
     _dir: tempfile::TempDir,
 }
@@ -458,6 +460,12 @@ pub struct LoneEdge {
 impl LoneEdge {
     /// Starts it and waits until it is ready.
     pub fn start(origin: &str, cache_extra: &str, extra: &str) -> Self {
+        Self::start_with_open_files(origin, cache_extra, extra, None)
+    }
+
+    /// As [`LoneEdge::start`], with the process's open-files limit (soft and hard) set to
+    /// `open_files` (`prlimit`), when given.
+    pub fn start_with_open_files(origin: &str, cache_extra: &str, extra: &str, open_files: Option<u64>) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         let (port, admin) = (free_port(), free_port());
         let config = dir.path().join("edge.yaml");
@@ -470,11 +478,20 @@ impl LoneEdge {
             ),
         )
         .expect("the config is written");
-        let mut cmd = Command::new(bin_dir().join("fresco-edge"));
+        let edge = bin_dir().join("fresco-edge");
+        let mut cmd = match open_files {
+            Some(limit) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={limit}:{limit}")).arg("--").arg(edge);
+                cmd
+            }
+            None => Command::new(edge),
+        };
         cmd.arg("-c").arg(&config);
         let process = NodeProcess::spawn_ready(cmd, &format!("http://127.0.0.1:{admin}/readyz"));
         Self {
             url: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin}"),
             _process: process,
             _dir: dir,
         }

@@ -154,6 +154,36 @@ pub struct NodeConfig {
     /// the system's roots for `https://` origins and purge-api.
     #[serde(default)]
     pub tls: TlsSection,
+    /// Client connections: caps and deadlines (`crate::connections`).
+    #[serde(default)]
+    pub connections: ConnectionsSection,
+}
+
+/// The `connections:` section (`crate::connections`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsSection {
+    /// Most connections open from one client address; more get 503. Default: 1024.
+    pub max_per_client: u32,
+    /// Most client connections open in all; more get 503. Kept below the open-files limit,
+    /// with a quarter of it for upstreams and the store. Default: 100000.
+    pub max_total: usize,
+    /// Longest time from a new connection to the end of its first request header. Default:
+    /// 10000.
+    pub header_timeout_ms: u64,
+    /// Longest time a kept-alive connection may wait for its next request. Default: 30000.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for ConnectionsSection {
+    fn default() -> Self {
+        Self {
+            max_per_client: 1024,
+            max_total: 100_000,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// The `tls:` section (`crate::tls`).
@@ -513,6 +543,17 @@ impl NodeConfig {
         }
         if self.cache.disk.0 > 0 && self.cache.disk.0 < 4 * self.cache.block.0 {
             return fail("cache.disk", "must hold at least 4 blocks (see cache.block)");
+        }
+        let connections = &self.connections;
+        for (field, value) in [
+            ("connections.max_per_client", connections.max_per_client as u64),
+            ("connections.max_total", connections.max_total as u64),
+            ("connections.header_timeout_ms", connections.header_timeout_ms),
+            ("connections.idle_timeout_ms", connections.idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return fail(field, "must be at least 1");
+            }
         }
         if self.shedding.upstream_concurrency == 0 {
             return fail("shedding.upstream_concurrency", "must be at least 1");

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod background;
 pub mod cache_key;
 pub mod config;
+pub mod connections;
 pub mod content_coding;
 pub mod drain;
 pub mod errors;

@@ -52,6 +52,10 @@ pub struct TierMetrics {
     /// `reset` events sent: a client could not be caught up from the history.
     pub feed_resets: IntCounter,
     feed_rejected: IntCounterVec,
+    /// Client connections open.
+    pub connections_open: IntGauge,
+    connections_refused: IntCounterVec,
+    connections_timed_out: IntCounterVec,
 }
 
 impl TierMetrics {
@@ -76,6 +80,16 @@ impl TierMetrics {
     /// `stopping`).
     pub fn feed_rejected(&self, reason: &str) {
         self.feed_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a client connection refused for `reason` (`client_full`, `node_full`).
+    pub fn connection_refused(&self, reason: &str) {
+        self.connections_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a client connection closed by a deadline (`header`, `idle`).
+    pub fn connection_timed_out(&self, phase: &str) {
+        self.connections_timed_out.with_label_values(&[phase]).inc();
     }
 
     /// Counts one error response of `kind`.
@@ -185,6 +199,17 @@ pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| {
             "fresco_feed_rejected_total",
             "Feed requests refused, by reason (bad_request, client_full, edge_full, stopping)",
             &["reason"],
+        ),
+        connections_open: gauge("fresco_connections_open", "Client connections open"),
+        connections_refused: register(
+            "fresco_connections_refused_total",
+            "Client connections refused with 503, by reason (client_full, node_full)",
+            &["reason"],
+        ),
+        connections_timed_out: register(
+            "fresco_connections_timed_out_total",
+            "Client connections closed for waiting too long, by phase (header: no first request; idle: no next one)",
+            &["phase"],
         ),
     }
 });

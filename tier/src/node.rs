@@ -17,6 +17,7 @@ use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::{FreshnessSection, NodeConfig};
+use crate::connections::ConnectionGate;
 use crate::drain::{DrainOnTerminate, RequestsInFlight};
 use crate::feed::{FeedHub, prefill};
 use crate::freshness::Freshness;
@@ -206,7 +207,14 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     server.bootstrap();
 
     let ready = Arc::new(AtomicBool::new(false));
-    let mut proxy_service = pingora_proxy::http_proxy_service_with_name(&server.configuration, proxy, "fresco proxy");
+    let connections = proxy.connections();
+    tracing::info!(
+        max_total = connections.max_total(),
+        max_per_client = config.connections.max_per_client,
+        "client connection limits"
+    );
+    let gate = ConnectionGate::new(pingora_proxy::http_proxy(&server.configuration, proxy), connections);
+    let mut proxy_service = Service::new("fresco proxy".into(), gate);
     // A write buffer that holds a whole typical image lets the response header and body leave
     // in one send instead of two (measured in docs/benchmarks.md).
     let mut listener = ListenerConfig::tcp(config.listen.to_string()).l4_buffer(L4BufferSettings::new(

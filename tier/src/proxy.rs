@@ -4,6 +4,7 @@
 //! origin; an edge asks the key's shield on the ring ([`crate::routing`]), and the origin when
 //! no shield can be used (or none is known). Everything else, cache policy included, is shared.
 
+use std::any::Any;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::cache_key::{cache_key, normalized_target, primary_key};
 use crate::config::{BrowserCache, NodeConfig, parse_origin};
+use crate::connections::{ConnectionTable, OnConnection, RequestOnConnection, open_files_limit};
 use crate::content_coding::HitCoding;
 use crate::drain::{InFlight, RequestsInFlight};
 use crate::errors::{FailureKind, send_json_error, send_json_error_with};
@@ -121,6 +123,8 @@ pub struct RequestCtx {
     coding: HitCoding,
     /// Counts this request for a graceful stop (none for a change feed).
     in_flight: Option<InFlight>,
+    /// The connection this request came on is busy until this is dropped.
+    on_connection: Option<RequestOnConnection>,
     /// This request's slot at its upstream (`crate::shedding`).
     admission: Option<Admission>,
     /// The upstream was saturated: the miss is answered 503 with `Retry-After`.
@@ -151,6 +155,8 @@ pub struct CacheProxy {
     /// Edge with freshness: the change feed.
     feed: Option<Arc<FeedHub>>,
     requests: RequestsInFlight,
+    /// Client connections, told when their requests start and end (`crate::connections`).
+    connections: &'static ConnectionTable,
 }
 
 impl CacheProxy {
@@ -205,7 +211,18 @@ impl CacheProxy {
             lock: Box::leak(lock),
             feed: if role == Role::Edge { feed } else { None },
             requests,
+            connections: Box::leak(Box::new(ConnectionTable::new(
+                &config.connections,
+                open_files_limit(),
+                config.shedding.retry_after_secs,
+            ))),
         })
+    }
+
+    /// The client connections of this proxy, for the [`crate::connections::ConnectionGate`]
+    /// in front of it.
+    pub fn connections(&self) -> &'static ConnectionTable {
+        self.connections
     }
 
     /// Whether an object never changes under its URL (`crate::immutable`): the origin marked
@@ -355,12 +372,30 @@ impl ProxyHttp for CacheProxy {
             min_seq: 0,
             coding: HitCoding::default(),
             in_flight: Some(self.requests.enter()),
+            on_connection: None,
             admission: None,
             shed: false,
         }
     }
 
+    /// Carries the connection's activity to its next request (HTTP/1 keep-alive), so that
+    /// request does not look its connection up again (`crate::connections`).
+    fn persist_connection_context(&self, _: &Session, ctx: &RequestCtx) -> Option<Box<dyn Any + Send + Sync>> {
+        ctx.on_connection
+            .as_ref()
+            .map(|request| Box::new(request.connection()) as Box<dyn Any + Send + Sync>)
+    }
+
+    fn on_connection_reuse(&self, _: &mut Session, ctx: &mut RequestCtx, previous: Box<dyn Any + Send + Sync>) {
+        if let Ok(connection) = previous.downcast::<OnConnection>() {
+            ctx.on_connection = Some(connection.request_started());
+        }
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if ctx.on_connection.is_none() {
+            ctx.on_connection = self.connections.request_started(session);
+        }
         if self.role == Role::Edge && session.req_header().uri.path().starts_with("/_fresco/") {
             // A feed lasts until its client leaves: a stop ends it rather than waiting for it.
             ctx.in_flight = None;

@@ -1,0 +1,94 @@
+//! Many idle client connections (issue 10, item 4): an edge holding 12,000 connections that
+//! send nothing, then a flood of misses to a slow origin, keeps serving hits at their usual
+//! latency. (The issue asks for 20,000; this machine gives a process at most 20,000
+//! descriptors, the test's own client sockets included, and the edge keeps a quarter of its
+//! own for upstreams and its store, so 12,000 is what fits on both sides.)
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use fresco_e2e::metrics::Scrape;
+use fresco_e2e::origin::TestOrigin;
+use fresco_e2e::{LoneEdge, client, x_cache};
+use tokio::net::TcpSocket;
+
+const IDLE: usize = 12_000;
+
+async fn hit_latencies(http: &reqwest::Client, url: &str, n: usize) -> Vec<Duration> {
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let resp = http.get(url).send().await.unwrap();
+        assert_eq!(x_cache(&resp), "HIT");
+        resp.bytes().await.unwrap();
+        took.push(started.elapsed());
+    }
+    took.sort();
+    took
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_keep_their_latency_beside_12000_idle_connections_and_a_flood_of_misses() {
+    let origin = TestOrigin::start().await;
+    // Idle connections are held for a minute here, not the default 10 s, so that they all
+    // stay open for the whole test.
+    let edge = LoneEdge::start(&origin.url, "", "connections: { header_timeout_ms: 60000 }");
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    let http = client();
+    let hot = format!("{}/img/hot.jpg", edge.url);
+    http.get(&hot).send().await.unwrap().bytes().await.unwrap();
+    let before = hit_latencies(&http, &hot, 50).await;
+
+    // From 24 client addresses, 500 each: under the per-client cap of 1024.
+    let started = Instant::now();
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let socket = TcpSocket::new_v4().unwrap();
+        let from: IpAddr = format!("127.0.1.{}", 1 + i % 24).parse().unwrap();
+        socket.bind(SocketAddr::new(from, 0)).unwrap();
+        idle.push(socket.connect(addr).await.expect("the edge accepts"));
+    }
+    eprintln!("{IDLE} idle connections open in {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = Scrape::of(&edge.admin)
+        .await
+        .value_or_zero("fresco_connections_open", &[]);
+    assert!(open >= IDLE as f64, "the edge holds them all: {open}");
+
+    let flood: Vec<_> = (0..300)
+        .map(|i| {
+            let (http, url) = (http.clone(), format!("{}/slow/{i}.jpg", edge.url));
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let during = hit_latencies(&http, &hot, 50).await;
+    let mut served = 0;
+    for miss in flood {
+        if let Ok(Ok(200 | 503)) = miss.await {
+            served += 1;
+        }
+    }
+    eprintln!(
+        "hits: before p50 {:?} p99 {:?}; beside {IDLE} idle connections and 300 slow misses p50 {:?} p99 {:?}",
+        quantile(&before, 0.5),
+        quantile(&before, 0.99),
+        quantile(&during, 0.5),
+        quantile(&during, 0.99),
+    );
+    assert_eq!(served, 300, "every miss was answered (200, or 503 when shed)");
+    assert!(
+        quantile(&during, 0.99) < Duration::from_millis(250),
+        "a hit took {:?}",
+        quantile(&during, 0.99)
+    );
+    let still_open = idle
+        .iter()
+        .filter(|s| matches!(s.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
+        .count();
+    assert_eq!(still_open, IDLE, "no idle connection was dropped to make room");
+}
