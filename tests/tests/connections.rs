@@ -156,12 +156,22 @@ async fn a_trickled_header_a_silent_and_an_idle_connection_are_closed_at_their_d
         idle_closed.is_some_and(|d| d >= Duration::from_millis(600) && d < Duration::from_millis(2000)),
         "an idle keep-alive connection: closed after {idle_closed:?}"
     );
+    // A connection asked every 300 ms is never idle for 800 ms: no idle close in 2 s (reqwest
+    // would reconnect unseen, so the edge's count tells).
+    let idle_closes = || async {
+        Scrape::of(&edge.admin)
+            .await
+            .value_or_zero("fresco_connections_timed_out_total", &[("phase", "idle")])
+    };
+    let before = idle_closes().await;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(2000) {
-        let resp = http.get(&url).send().await.expect("a connection in use stays open");
+        let resp = http.get(&url).send().await.unwrap();
         assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    assert_eq!(idle_closes().await, before, "a connection in use was closed as idle");
     // A request in progress longer than both deadlines (the origin takes 2.5 s) is not cut.
     let slow = client()
         .get(format!("{}/sluggish/a.jpg", edge.url))
@@ -193,8 +203,15 @@ async fn out_of_descriptors_new_clients_are_refused_and_open_connections_keep_be
     for i in 0..400 {
         flood.push(connect_from(&format!("127.0.0.{}", 10 + i % 40), addr).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let scrape = Scrape::of(&edge.admin).await;
+    let settled = Instant::now();
+    let scrape = loop {
+        let scrape = Scrape::of(&edge.admin).await;
+        let refused = scrape.value_or_zero("fresco_connections_refused_total", &[("reason", "node_full")]);
+        if refused >= 144.0 || settled.elapsed() > Duration::from_secs(5) {
+            break scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         scrape.value_or_zero("fresco_connections_open", &[]),
         256.0,

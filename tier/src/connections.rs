@@ -17,7 +17,11 @@
 //!
 //! The proxy tells the gate when a request starts and ends on a connection
 //! ([`ConnectionTable::request_started`]); connections are matched by their socket cookie,
-//! which the kernel never reuses.
+//! which the kernel never reuses (Linux; elsewhere the deadlines are off).
+//!
+//! On an HTTPS listener pingora completes the TLS handshake before the gate sees the
+//! connection, with a handshake timeout of its own (60 s): a client that opens connections and
+//! never finishes a handshake is bounded by that, not by `header_timeout_ms` or the caps.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,6 +48,12 @@ const RESERVED_FILES: usize = 256;
 pub fn open_files_limit() -> usize {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(soft, _)| soft.min(usize::MAX as u64) as usize)
+}
+
+/// The kernel's cookie of a socket: unique while the system runs. Linux only; elsewhere pingora
+/// answers 0 for every socket, which is taken as no cookie (no deadlines, caps still apply).
+fn socket_cookie(socket: &pingora_core::protocols::SocketDigest) -> Option<u64> {
+    socket.socket_cookie().ok().filter(|&cookie| cookie != 0)
 }
 
 /// What a connection is doing, shared between the gate and the proxy's requests.
@@ -232,7 +242,11 @@ impl ConnectionTable {
     /// on a kept-alive HTTP/1 connection starts from [`RequestOnConnection::connection`]
     /// instead, without a system call or a lock.
     pub fn request_started(&self, session: &Session) -> Option<RequestOnConnection> {
-        let cookie = session.digest()?.socket_digest.as_ref()?.socket_cookie().ok()?;
+        if session.subrequest_ctx.is_some() {
+            // A background revalidation, on its client's digest: not a request of the client.
+            return None;
+        }
+        let cookie = socket_cookie(session.digest()?.socket_digest.as_ref()?)?;
         let activity = self.by_cookie.lock().get(&cookie)?.clone();
         Some(
             OnConnection {
@@ -286,7 +300,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
             .and_then(|s| s.peer_addr())
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let cookie = socket.as_ref().and_then(|s| s.socket_cookie().ok());
+        let cookie = socket.as_deref().and_then(socket_cookie);
         let admitted = match self.table.admit(client, cookie) {
             Ok(admitted) => admitted,
             Err(refusal) => {
@@ -295,6 +309,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
                 return None;
             }
         };
+        if cookie.is_none() {
+            // Its requests cannot be told apart from silence: caps only, no deadlines.
+            let reusable = self.app.process_new(stream, shutdown).await;
+            drop(admitted);
+            return reusable;
+        }
         let serve = self.app.process_new(stream, shutdown);
         tokio::pin!(serve);
         loop {

@@ -137,6 +137,14 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if role == Role::Shield && config.server_tls().is_some() {
+        // Edges speak plain HTTP to shields (the `tls` module's documentation).
+        eprintln!(
+            "fresco-shield: invalid configuration: {}: field `tls.cert_file`: shields serve edges over plain HTTP; only tls.ca_file applies",
+            args.config.display()
+        );
+        return ExitCode::from(2);
+    }
     if args.check {
         println!("{}: configuration ok", args.config.display());
         return ExitCode::SUCCESS;

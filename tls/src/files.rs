@@ -51,12 +51,17 @@ impl ServerFiles {
     }
 }
 
-/// Every certificate in a PEM file; at least one.
+/// Every certificate in a PEM file; at least one, and nothing else (pingora refuses a CA
+/// file with other items in it).
 pub(crate) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
     let pem = std::fs::read(path).map_err(|e| TlsFileError::new(path, e))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsFileError::new(path, format!("not PEM: {e}")))?;
+    let mut certs = Vec::new();
+    for item in rustls_pemfile::read_all(&mut pem.as_slice()) {
+        match item.map_err(|e| TlsFileError::new(path, format!("not PEM: {e}")))? {
+            rustls_pemfile::Item::X509Certificate(der) => certs.push(der),
+            _ => return Err(TlsFileError::new(path, "holds a PEM item that is not a certificate")),
+        }
+    }
     if certs.is_empty() {
         return Err(TlsFileError::new(path, "holds no PEM certificate"));
     }
@@ -95,7 +100,17 @@ mod tests {
         };
         let e = swapped.check().unwrap_err();
         assert_eq!(e.path, a.key);
-        assert!(e.reason.contains("no PEM certificate"), "{e}");
+        assert!(e.reason.contains("not a certificate"), "{e}");
+        assert!(crate::trusting(Some(&a.key)).is_err(), "a key is no CA file");
+        let garbage = dir.path().join("garbage.crt");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = crate::trusting(Some(&garbage)).unwrap_err();
+        assert!(e.reason.contains("trust anchor"), "{e}");
+        assert!(crate::trusting(Some(&a.cert)).is_ok());
 
         let foreign = ServerFiles {
             cert: a.cert.clone(),

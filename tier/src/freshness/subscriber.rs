@@ -41,7 +41,7 @@ struct Subscriber {
 /// renews the lease every third of its length.
 pub async fn run(fresh: Arc<Freshness>, config: SubscriberConfig) {
     let http = fresco_tls::trusting(config.ca_file.as_deref())
-        .unwrap_or_else(|_| reqwest::Client::builder())
+        .expect("tls.ca_file was checked when the configuration was loaded")
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .build()

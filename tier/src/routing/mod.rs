@@ -180,7 +180,7 @@ impl ShieldRouter {
 
     async fn run(self: Arc<Self>, first: std::sync::mpsc::Sender<()>) {
         let http = fresco_tls::trusting(self.ca_file.as_deref())
-            .unwrap_or_else(|_| reqwest::Client::builder())
+            .expect("tls.ca_file was checked when the configuration was loaded")
             .connect_timeout(Duration::from_millis(250))
             .tcp_nodelay(true)
             .build()
