@@ -398,6 +398,14 @@ pub struct FreshnessSection {
     pub credential: String,
     /// Where the applied purges are kept across restarts.
     pub state_dir: PathBuf,
+    /// Most purge rules held; beyond, the oldest are compacted and what was fetched before
+    /// them is revalidated once (`crate::freshness`). Default: 200000.
+    #[serde(default = "default_max_rules")]
+    pub max_rules: usize,
+}
+
+fn default_max_rules() -> usize {
+    crate::freshness::DEFAULT_MAX_RULES
 }
 
 /// One site: a host name and the origin behind it.

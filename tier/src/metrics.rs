@@ -52,6 +52,8 @@ pub struct TierMetrics {
     /// `reset` events sent: a client could not be caught up from the history.
     pub feed_resets: IntCounter,
     feed_rejected: IntCounterVec,
+    /// Purge rules dropped by compaction (`crate::freshness`).
+    pub purge_rules_compacted: IntCounter,
     /// Client connections open.
     pub connections_open: IntGauge,
     connections_refused: IntCounterVec,
@@ -201,6 +203,10 @@ pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| {
             &["reason"],
         ),
         connections_open: gauge("fresco_connections_open", "Client connections open"),
+        purge_rules_compacted: counter(
+            "fresco_purge_rules_compacted_total",
+            "Purge rules dropped by compaction; what was fetched before them is revalidated",
+        ),
         connections_refused: register(
             "fresco_connections_refused_total",
             "Client connections refused with 503, by reason (client_full, node_full)",

@@ -168,7 +168,7 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     let freshness = match &config.freshness {
         None => None,
         Some(section) => match Freshness::open(&section.state_dir, &config.sites, store) {
-            Ok(fresh) => Some(Arc::new(fresh)),
+            Ok(fresh) => Some(Arc::new(fresh.with_max_rules(section.max_rules))),
             Err(e) => {
                 eprintln!("fresco-{}: {e}", role.name());
                 return ExitCode::from(1);

@@ -31,6 +31,9 @@ use crate::cache_key::{cache_key, prefix_key, primary_key};
 use crate::config::SiteConfig;
 use rules::{PurgeRules, Rule, RuleKind, Verdict};
 
+/// Rules a node holds by default before it compacts the oldest (about 150 bytes each).
+pub const DEFAULT_MAX_RULES: usize = 200_000;
+
 /// Rules by kind code + key: (hard seq, soft seq).
 const RULES: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("rules");
 /// `applied`: the last sequence applied with all before it.
@@ -68,6 +71,11 @@ pub struct Freshness {
     applied: AtomicU64,
     /// Objects fetched from before this sequence are unusable: the node reset there.
     floor: AtomicU64,
+    /// Rules older than this were compacted away: an object fetched from before it is
+    /// revalidated before it is served (see [`Freshness::compact`]).
+    compacted_below: AtomicU64,
+    /// Rules held at most before the oldest are compacted.
+    max_rules: usize,
     /// Nanoseconds after `base` until which the lease holds; 0 before the first grant.
     lease_until: AtomicU64,
     base: Instant,
@@ -100,13 +108,17 @@ impl Freshness {
                 }
             }
             let meta = txn.open_table(META).map_err(db_error)?;
-            let floor = meta.get("floor").map_err(db_error)?.map_or(0, |v| v.value());
-            (meta.get("applied").map_err(db_error)?.map_or(0, |v| v.value()), floor)
+            let read = |name: &str| -> Result<u64, FreshnessError> {
+                Ok(meta.get(name).map_err(db_error)?.map_or(0, |v| v.value()))
+            };
+            (read("applied")?, read("floor")?, read("compacted_below")?)
         };
-        let (applied, floor) = applied;
+        let (applied, floor, compacted_below) = applied;
         Ok(Self {
             applied: AtomicU64::new(applied),
             floor: AtomicU64::new(floor),
+            compacted_below: AtomicU64::new(compacted_below),
+            max_rules: DEFAULT_MAX_RULES,
             lease_until: AtomicU64::new(0),
             base: Instant::now(),
             rules: RwLock::new(rules),
@@ -122,6 +134,12 @@ impl Freshness {
             store,
             observer: OnceLock::new(),
         })
+    }
+
+    /// Holds at most `max_rules` rules: beyond, the oldest are compacted ([`Freshness::compact`]).
+    pub fn with_max_rules(mut self, max_rules: usize) -> Self {
+        self.max_rules = max_rules.max(2);
+        self
     }
 
     /// Tells `observer` of every purge applied from now on. Only the first observer counts.
@@ -168,10 +186,71 @@ impl Freshness {
             return Verdict::Purged;
         }
         let rules = self.rules.read();
-        if rules.is_empty() {
-            return Verdict::Fresh;
+        let verdict = match rules.is_empty() {
+            true => Verdict::Fresh,
+            false => rules.verdict(primary, tags, fill_seq),
+        };
+        if verdict == Verdict::Fresh && fill_seq < self.compacted_below.load(Ordering::Acquire) {
+            // A compacted rule may have covered it: only its upstream can say.
+            return Verdict::Stale;
         }
-        rules.verdict(primary, tags, fill_seq)
+        verdict
+    }
+
+    /// Below which sequence rules were compacted away (0: never).
+    pub fn compacted_below(&self) -> u64 {
+        self.compacted_below.load(Ordering::Acquire)
+    }
+
+    /// Drops the oldest rules once more than `max_rules` are held, keeping the newest half.
+    ///
+    /// A rule is needed only while an object fetched before its purge may be stored. The node
+    /// cannot list what its store holds, so instead every object fetched before the
+    /// compaction point is from then on revalidated before it is served, like a soft purge of
+    /// everything that old, and never served stale when its upstream fails: a rule dropped
+    /// can no longer serve old bytes. A revalidation stamps the object with the current
+    /// sequence, so each old object costs one conditional request, and the objects read
+    /// often are the ones fetched recently. The point is persisted before the rules go.
+    fn compact(&self) -> Result<(), FreshnessError> {
+        // Only `apply`, on the purge thread, changes the rules: the copy made under the read
+        // lock is still current when it is put in place, and hits are not held up meanwhile.
+        let started = Instant::now();
+        let (point, kept, dropped) = {
+            let rules = self.rules.read();
+            let Some(point) = rules.compaction_point(self.max_rules / 2) else {
+                return Ok(());
+            };
+            let (kept, dropped) = rules.compacted(point);
+            (point, kept, dropped)
+        };
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(RULES).map_err(db_error)?;
+            for (kind, key) in &dropped {
+                let mut k = vec![kind.code()];
+                k.extend_from_slice(key.as_bytes());
+                table.remove(k.as_slice()).map_err(db_error)?;
+            }
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let below = point.max(self.compacted_below());
+            meta.insert("compacted_below", below).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)?;
+        // Raised before the rules go: in between, both keep old objects from being served.
+        self.compacted_below.fetch_max(point, Ordering::AcqRel);
+        let kept_count = kept.len();
+        *self.rules.write() = kept;
+        tracing::info!(
+            below = point,
+            dropped = dropped.len(),
+            kept = kept_count,
+            took_ms = started.elapsed().as_millis() as u64,
+            "purge rules compacted"
+        );
+        crate::metrics::METRICS
+            .purge_rules_compacted
+            .inc_by(dropped.len() as u64);
+        Ok(())
     }
 
     /// Number of rules held.
@@ -261,6 +340,9 @@ impl Freshness {
             }
         }
         self.applied.store(last, Ordering::Release);
+        if self.rule_count() > self.max_rules {
+            self.compact()?;
+        }
         if let Some(observer) = self.observer.get() {
             observer.applied(&fresh);
         }
@@ -412,5 +494,44 @@ mod tests {
         );
         fresh.grant(Instant::now(), Duration::from_secs(5));
         assert!(fresh.is_leased());
+    }
+
+    #[tokio::test]
+    async fn beyond_max_rules_the_oldest_are_compacted_and_what_predates_them_is_revalidated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FoyerStorage::open(StoreConfig::new(8 << 20)).await.unwrap().leak();
+        let no_tag = |seq: u64, url: &str| PurgeRecord {
+            tags: vec![],
+            ..record(seq, url, "")
+        };
+        {
+            let fresh = Freshness::open(dir.path(), &sites(), store).unwrap().with_max_rules(10);
+            let purges: Vec<PurgeRecord> = (1..=10).map(|seq| no_tag(seq, &format!("/p/{seq}.jpg"))).collect();
+            fresh.apply(&purges).await.unwrap();
+            assert_eq!(
+                (fresh.rule_count(), fresh.compacted_below()),
+                (10, 0),
+                "at the cap: nothing yet"
+            );
+            assert_eq!(fresh.verdict("shop\n/other.jpg", [].into_iter(), 0), Verdict::Fresh);
+
+            fresh.apply(&[no_tag(11, "/p/11.jpg")]).await.unwrap();
+            assert_eq!(fresh.rule_count(), 5, "the newest half is kept");
+            assert_eq!(fresh.compacted_below(), 7);
+            // Fetched before the point: revalidated, whether a dropped rule covered it or not.
+            assert_eq!(fresh.verdict("shop\n/p/3.jpg", [].into_iter(), 2), Verdict::Stale);
+            assert_eq!(fresh.verdict("shop\n/other.jpg", [].into_iter(), 6), Verdict::Stale);
+            // A kept rule still says what it said; fills from the point on are judged by rules.
+            assert_eq!(fresh.verdict("shop\n/p/9.jpg", [].into_iter(), 2), Verdict::Purged);
+            assert_eq!(fresh.verdict("shop\n/p/9.jpg", [].into_iter(), 8), Verdict::Purged);
+            assert_eq!(fresh.verdict("shop\n/other.jpg", [].into_iter(), 7), Verdict::Fresh);
+        }
+        let fresh = Freshness::open(dir.path(), &sites(), store).unwrap();
+        assert_eq!(
+            (fresh.rule_count(), fresh.compacted_below(), fresh.applied()),
+            (5, 7, 11),
+            "the compaction is persisted"
+        );
+        assert_eq!(fresh.verdict("shop\n/other.jpg", [].into_iter(), 6), Verdict::Stale);
     }
 }

@@ -71,6 +71,26 @@ impl PrefixTrie {
         rule
     }
 
+    /// Every prefix with its rule, in byte order.
+    pub fn entries(&self) -> Vec<(String, Rule)> {
+        let mut entries = Vec::with_capacity(self.rules);
+        let mut path = Vec::new();
+        self.collect(0, &mut path, &mut entries);
+        entries
+    }
+
+    fn collect(&self, at: usize, path: &mut Vec<u8>, entries: &mut Vec<(String, Rule)>) {
+        if let Some(rule) = self.nodes[at].rule {
+            // Every rule's path is a whole prefix that was given as text.
+            entries.push((String::from_utf8_lossy(path).into_owned(), rule));
+        }
+        for &(byte, child) in &self.nodes[at].children {
+            path.push(byte);
+            self.collect(child as usize, path, entries);
+            path.pop();
+        }
+    }
+
     /// Number of prefixes with a rule.
     pub fn len(&self) -> usize {
         self.rules

@@ -26,6 +26,11 @@ impl Rule {
         *slot = (*slot).max(seq);
     }
 
+    /// The newest purge of either kind.
+    pub fn newest(self) -> u64 {
+        self.hard.max(self.soft)
+    }
+
     /// The newer purge of each kind of the two.
     pub fn max(self, other: Rule) -> Rule {
         Rule {
@@ -149,6 +154,55 @@ impl PurgeRules {
         }
     }
 
+    /// Every rule with its kind and key (as [`PurgeRules::add`] takes them).
+    pub fn entries(&self) -> Vec<(RuleKind, String, Rule)> {
+        let mut entries = Vec::with_capacity(self.len());
+        entries.extend(self.urls.iter().map(|(k, r)| (RuleKind::Url, k.clone(), *r)));
+        entries.extend(self.tags.iter().map(|(k, r)| (RuleKind::Tag, k.clone(), *r)));
+        for (site, tags) in &self.site_tags {
+            entries.extend(
+                tags.iter()
+                    .map(|(tag, r)| (RuleKind::SiteTag, format!("{site}\n{tag}"), *r)),
+            );
+        }
+        entries.extend(
+            self.prefixes
+                .entries()
+                .into_iter()
+                .map(|(k, r)| (RuleKind::Prefix, k, r)),
+        );
+        entries
+    }
+
+    /// Where to compact so that about `keep` rules remain: the newest sequence of the
+    /// `keep`-th newest rule. Every rule whose newest purge is older goes; none newer does.
+    /// `None` when there are no more than `keep` rules.
+    pub fn compaction_point(&self, keep: usize) -> Option<u64> {
+        let total = self.len();
+        if total <= keep {
+            return None;
+        }
+        let mut newest: Vec<u64> = self.entries().iter().map(|(_, _, r)| r.newest()).collect();
+        let cut = total - keep.max(1);
+        let (_, point, _) = newest.select_nth_unstable(cut);
+        Some(*point)
+    }
+
+    /// The rules whose newest purge is at or after `point`, and the kinds and keys of the
+    /// others.
+    pub fn compacted(&self, point: u64) -> (PurgeRules, Vec<(RuleKind, String)>) {
+        let mut kept = PurgeRules::default();
+        let mut dropped = Vec::new();
+        for (kind, key, rule) in self.entries() {
+            if rule.newest() >= point {
+                kept.restore(kind, &key, rule);
+            } else {
+                dropped.push((kind, key));
+            }
+        }
+        (kept, dropped)
+    }
+
     /// The verdict for an object with primary key `primary`, surrogate keys `tags`, fetched
     /// from sequence `fill_seq` on.
     pub fn verdict<'a>(&self, primary: &str, tags: impl Iterator<Item = &'a str>, fill_seq: u64) -> Verdict {
@@ -219,5 +273,39 @@ mod tests {
         assert_eq!(rules.verdict("blog\n/a.jpg", ["sale"].into_iter(), 3), Verdict::Fresh);
         assert_eq!(rules.get(RuleKind::SiteTag, "shop\nsale").hard, 4);
         assert_eq!(rules.len(), 1);
+    }
+
+    #[test]
+    fn compaction_keeps_the_newest_rules_of_every_kind() {
+        let mut rules = PurgeRules::default();
+        rules.add(RuleKind::Url, "s\n/a.jpg", 1, false);
+        rules.add(RuleKind::Tag, "old", 2, false);
+        rules.add(RuleKind::Prefix, "s\n/old/", 3, true);
+        rules.add(RuleKind::Url, "s\n/b.jpg", 4, false);
+        rules.add(RuleKind::SiteTag, "s\nsale", 5, false);
+        rules.add(RuleKind::Prefix, "s\n/new/", 6, false);
+        // An old hard purge renewed by a newer soft one counts as new.
+        rules.add(RuleKind::Url, "s\n/a.jpg", 7, true);
+        assert_eq!(rules.compaction_point(10), None);
+        let point = rules.compaction_point(4).unwrap();
+        assert_eq!(point, 4);
+        let (kept, mut dropped) = rules.compacted(point);
+        dropped.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            dropped,
+            [
+                (RuleKind::Tag, "old".to_string()),
+                (RuleKind::Prefix, "s\n/old/".to_string())
+            ]
+        );
+        assert_eq!(kept.len(), 4);
+        assert_eq!(kept.get(RuleKind::Url, "s\n/a.jpg"), Rule { hard: 1, soft: 7 });
+        assert_eq!(kept.get(RuleKind::SiteTag, "s\nsale").hard, 5);
+        assert_eq!(kept.verdict("s\n/new/x.jpg", [].into_iter(), 5), Verdict::Purged);
+        assert_eq!(
+            kept.verdict("s\n/old/x.jpg", [].into_iter(), 0),
+            Verdict::Fresh,
+            "dropped"
+        );
     }
 }
