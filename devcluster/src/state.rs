@@ -85,12 +85,36 @@ impl Ports {
         if let Some(port) = self.by_name.get(name) {
             return Ok(SocketAddr::new(self.ip, *port));
         }
-        // Ask the kernel for a free port. Another process could take it before the node
-        // binds; the node then fails to start and says so.
-        let port = TcpListener::bind((self.ip, 0))?.local_addr()?.port();
+        let port = free_port(self.ip)?;
         self.by_name.insert(name.to_string(), port);
         Ok(SocketAddr::new(self.ip, port))
     }
+}
+
+/// A port nothing listens on at `ip` now, outside the kernel's range of ephemeral ports.
+///
+/// A port the kernel hands out for `bind(0)` is one it also hands out to outgoing
+/// connections: one of them can take it before the node binds it, and pingora then waits for
+/// the port instead of failing, so the node never becomes ready. Ports below the range are
+/// only ever taken by listeners; a random one that binds now is free unless another
+/// devcluster picks the same one in the same instant.
+pub fn free_port(ip: IpAddr) -> std::io::Result<u16> {
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOWEST: u16 = 10_000;
+    if ephemeral_from > LOWEST + 1000 {
+        let random = RandomState::new();
+        for attempt in 0u32..200 {
+            let port = LOWEST + (random.hash_one(attempt) % u64::from(ephemeral_from - LOWEST)) as u16;
+            if TcpListener::bind((ip, port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
+    Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())
 }
 
 /// Paths inside a state dir.

@@ -440,10 +440,7 @@ impl Cluster {
 
 /// A loopback port free now (nothing listens on it once this returns).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    fresco_devcluster::state::free_port([127, 0, 0, 1].into()).expect("a free port")
 }
 
 /// An edge on its own: no shields, no purge-api, straight to `origin`, with `extra` YAML lines
