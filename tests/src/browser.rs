@@ -32,6 +32,12 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium. Panics, saying how to install them, when
     /// they are missing: a test of the browser must not pass without one.
     pub async fn start() -> Self {
+        Self::start_trusting(&[]).await
+    }
+
+    /// As [`Browser::start`], with servers whose public key has one of `pins`
+    /// ([`fresco_tls::ServerFiles::public_key_pin`]) trusted as if their CA were.
+    pub async fn start_trusting(pins: &[String]) -> Self {
         for program in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(program).exists(),
@@ -67,7 +73,9 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let profile = tempfile::tempdir().expect("a temp dir");
-        let args = [
+        let pinned = format!("--ignore-certificate-errors-spki-list={}", pins.join(","));
+        let mut args = vec![pinned.as_str()];
+        args.extend([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -78,8 +86,9 @@ impl Browser {
             "--disable-sync",
             "--disable-dev-shm-usage",
             "--window-size=1400,1000",
-            &format!("--user-data-dir={}", profile.path().display()),
-        ];
+        ]);
+        let user_data_dir = format!("--user-data-dir={}", profile.path().display());
+        args.push(&user_data_dir);
         let capabilities = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
@@ -220,7 +229,10 @@ pub struct DemoChange {
 
 /// Has the cluster's demo origin save a new version of `/img/<name>` and purge it.
 pub async fn change_demo_image(cluster: &crate::ClusterInfo, name: &str) -> DemoChange {
-    let resp = crate::client()
+    let resp = fresco_tls::trusting(cluster.ca.as_deref())
+        .expect("the cluster's CA")
+        .build()
+        .expect("a client")
         .post(format!("{}/_demo/change/{name}", cluster.origin))
         .send()
         .await

@@ -262,3 +262,33 @@ async fn a_page_that_opens_its_feed_after_its_image_changed_still_swaps_it() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_js_swaps_a_changed_image_over_https() {
+    let cluster = Cluster::builder().size(1, 1).tls().start();
+    let server = fresco_tls::ServerFiles {
+        cert: cluster.state_dir().join("tls/server.crt"),
+        key: cluster.state_dir().join("tls/server.key"),
+    };
+    let browser = Browser::start_trusting(&[server.public_key_pin().unwrap()]).await;
+    let edge = &cluster.info.edges[0];
+    assert!(edge.url.starts_with("https://"));
+    browser.goto(&format!("{}/gallery.html", edge.url)).await;
+    let loaded = format!("return frescoLive.hellos > 0 && document.querySelector('img[alt=\"{IMAGE}\"]').complete");
+    browser
+        .wait_for(
+            &loaded,
+            Duration::from_secs(10),
+            "live.js subscribes over TLS and the image loads",
+        )
+        .await;
+    assert_eq!(
+        browser.execute("return location.protocol", json!([])).await,
+        json!("https:")
+    );
+    let first = browser.image_digest(IMAGE).await;
+    assert!(!first.is_empty(), "the image is displayed");
+    browser.execute("window.__noReload = 1", json!([])).await;
+    change_and_see_it(&browser, &cluster, &first, "over https").await;
+    not_reloaded(&browser, "over https").await;
+}

@@ -37,6 +37,17 @@ impl ServerFiles {
         self.server_config(&[]).map(drop)
     }
 
+    /// The base64 SHA-256 of the key's SubjectPublicKeyInfo: the pin a browser can be told to
+    /// trust for this server alone (Chromium's `--ignore-certificate-errors-spki-list`).
+    pub fn public_key_pin(&self) -> Result<String, TlsFileError> {
+        use base64::Engine;
+        use sha2::Digest;
+        let pem = std::fs::read_to_string(&self.key).map_err(|e| TlsFileError::new(&self.key, e))?;
+        let key = rcgen::KeyPair::from_pem(&pem).map_err(|e| TlsFileError::new(&self.key, e))?;
+        let digest = sha2::Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&key));
+        Ok(base64::engine::general_purpose::STANDARD.encode(digest))
+    }
+
     /// A rustls server configuration offering `alpn` (most preferred first).
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, TlsFileError> {
         crate::install_crypto_provider();
