@@ -95,11 +95,7 @@ struct Common<'a> {
 fn tls_section(role: &str, tls: Option<&ClusterTls>) -> String {
     let Some(tls) = tls else { return String::new() };
     let serve = match role {
-        "edge" => format!(
-            "  cert_file: {}\n  key_file: {}\n",
-            tls.server.cert.display(),
-            tls.server.key.display()
-        ),
+        "edge" => tls.serving_lines(),
         _ => String::new(),
     };
     format!("tls:\n{serve}  ca_file: {}\n", tls.ca.display())
@@ -350,13 +346,7 @@ async fn start(
     let scheme = if tls.is_some() { "https" } else { "http" };
     let purge_api = format!("{scheme}://{purge_addr}");
     let purge_config = state.config("purge-api");
-    let purge_tls = tls.map_or_else(String::new, |tls| {
-        format!(
-            "tls:\n  cert_file: {}\n  key_file: {}\n",
-            tls.server.cert.display(),
-            tls.server.key.display()
-        )
-    });
+    let purge_tls = tls.map_or_else(String::new, |tls| format!("tls:\n{}", tls.serving_lines()));
     std::fs::write(
         &purge_config,
         format!(

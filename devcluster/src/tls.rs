@@ -6,7 +6,7 @@
 //! told to trust `ca.crt` keeps trusting the cluster across restarts.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fresco_tls::{LocalCa, ServerFiles};
@@ -26,6 +26,7 @@ impl ClusterTls {
     /// The files in `DIR/tls/`, made now unless they exist for the same names: `localhost`,
     /// 127.0.0.1 and `listen_ip`.
     pub fn prepare(state: &StateDir, listen_ip: IpAddr) -> anyhow::Result<Self> {
+        let tls = Self::of_state_dir(state.root());
         let dir = state.root().join("tls");
         std::fs::create_dir_all(&dir)?;
         let names = {
@@ -34,13 +35,6 @@ impl ClusterTls {
                 names.push(listen_ip.to_string());
             }
             names
-        };
-        let tls = Self {
-            ca: dir.join("ca.crt"),
-            server: ServerFiles {
-                cert: dir.join("server.crt"),
-                key: dir.join("server.key"),
-            },
         };
         let names_file = dir.join("names");
         let made_for = std::fs::read_to_string(&names_file).unwrap_or_default();
@@ -55,6 +49,27 @@ impl ClusterTls {
         std::fs::write(&tls.ca, ca.certificate_pem())?;
         std::fs::write(&names_file, names.join(" "))?;
         Ok(tls)
+    }
+
+    /// Where the files of the cluster whose state dir is `root` are (made or not).
+    pub fn of_state_dir(root: &Path) -> Self {
+        let dir = root.join("tls");
+        Self {
+            ca: dir.join("ca.crt"),
+            server: ServerFiles {
+                cert: dir.join("server.crt"),
+                key: dir.join("server.key"),
+            },
+        }
+    }
+
+    /// The `cert_file` and `key_file` lines of a `tls:` section that serves with them.
+    pub fn serving_lines(&self) -> String {
+        format!(
+            "  cert_file: {}\n  key_file: {}\n",
+            self.server.cert.display(),
+            self.server.key.display()
+        )
     }
 
     /// An HTTP client builder that trusts this cluster's CA.

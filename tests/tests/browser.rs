@@ -44,6 +44,20 @@ async fn change_and_see_it(browser: &Browser, cluster: &Cluster, before: &str, w
     }
 }
 
+/// Opens the demo gallery on `edge` and waits until live.js has subscribed and [`IMAGE`] is
+/// loaded.
+async fn open_gallery(browser: &Browser, edge: &str) {
+    browser.goto(&format!("{edge}/gallery.html")).await;
+    let loaded = format!("return frescoLive.hellos > 0 && document.querySelector('img[alt=\"{IMAGE}\"]').complete");
+    browser
+        .wait_for(
+            &loaded,
+            Duration::from_secs(10),
+            "live.js subscribes and the image loads",
+        )
+        .await;
+}
+
 async fn not_reloaded(browser: &Browser, when: &str) {
     let marker = browser.execute("return window.__noReload", json!([])).await;
     assert_eq!(marker, json!(1), "{when}: the page was reloaded");
@@ -54,15 +68,7 @@ async fn a_changed_image_is_swapped_in_place_also_after_the_edge_restarts() {
     let browser = Browser::start().await;
     let cluster = Cluster::builder().start();
     let edge = cluster.info.edges[0].clone();
-    browser.goto(&format!("{}/gallery.html", edge.url)).await;
-    let loaded = format!("return frescoLive.hellos > 0 && document.querySelector('img[alt=\"{IMAGE}\"]').complete");
-    browser
-        .wait_for(
-            &loaded,
-            Duration::from_secs(10),
-            "live.js subscribes and the image loads",
-        )
-        .await;
+    open_gallery(&browser, &edge.url).await;
     let tracked = browser
         .execute("return Array.from(frescoLive.tracked.keys()).sort()", json!([]))
         .await;
@@ -266,22 +272,11 @@ async fn a_page_that_opens_its_feed_after_its_image_changed_still_swaps_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_js_swaps_a_changed_image_over_https() {
     let cluster = Cluster::builder().size(1, 1).tls().start();
-    let server = fresco_tls::ServerFiles {
-        cert: cluster.state_dir().join("tls/server.crt"),
-        key: cluster.state_dir().join("tls/server.key"),
-    };
+    let server = fresco_devcluster::tls::ClusterTls::of_state_dir(cluster.state_dir()).server;
     let browser = Browser::start_trusting(&[server.public_key_pin().unwrap()]).await;
     let edge = &cluster.info.edges[0];
     assert!(edge.url.starts_with("https://"));
-    browser.goto(&format!("{}/gallery.html", edge.url)).await;
-    let loaded = format!("return frescoLive.hellos > 0 && document.querySelector('img[alt=\"{IMAGE}\"]').complete");
-    browser
-        .wait_for(
-            &loaded,
-            Duration::from_secs(10),
-            "live.js subscribes over TLS and the image loads",
-        )
-        .await;
+    open_gallery(&browser, &edge.url).await;
     assert_eq!(
         browser.execute("return location.protocol", json!([])).await,
         json!("https:")

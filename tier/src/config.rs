@@ -697,9 +697,7 @@ impl NodeConfig {
     /// An HTTP client builder for purge-api and the shields' admin endpoints: it trusts
     /// `tls.ca_file` when there is one (checked when the configuration was loaded).
     pub fn http_client(&self) -> reqwest::ClientBuilder {
-        // Never the system's roots instead: a node told whom to trust must not trust more.
-        fresco_tls::trusting(self.tls.ca_file.as_deref())
-            .expect("tls.ca_file was checked when the configuration was loaded")
+        crate::tls::trusted_client(self.tls.ca_file.as_deref())
     }
 }
 

@@ -36,6 +36,13 @@ pub const DEFAULT_MAX_RULES: usize = 200_000;
 
 /// Rules by kind code + key: (hard seq, soft seq).
 const RULES: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("rules");
+/// A rule's key in [`RULES`]: its kind's code, then its key.
+fn rule_key(kind: RuleKind, key: &str) -> Vec<u8> {
+    let mut k = vec![kind.code()];
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
 /// `applied`: the last sequence applied with all before it.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -227,9 +234,7 @@ impl Freshness {
         {
             let mut table = txn.open_table(RULES).map_err(db_error)?;
             for (kind, key) in &dropped {
-                let mut k = vec![kind.code()];
-                k.extend_from_slice(key.as_bytes());
-                table.remove(k.as_slice()).map_err(db_error)?;
+                table.remove(rule_key(*kind, key).as_slice()).map_err(db_error)?;
             }
             let mut meta = txn.open_table(META).map_err(db_error)?;
             let below = point.max(self.compacted_below());
@@ -323,9 +328,9 @@ impl Freshness {
         {
             let mut table = txn.open_table(RULES).map_err(db_error)?;
             for ((kind, key), rule) in &merged {
-                let mut k = vec![kind.code()];
-                k.extend_from_slice(key.as_bytes());
-                table.insert(k.as_slice(), (rule.hard, rule.soft)).map_err(db_error)?;
+                table
+                    .insert(rule_key(*kind, key).as_slice(), (rule.hard, rule.soft))
+                    .map_err(db_error)?;
             }
             let mut meta = txn.open_table(META).map_err(db_error)?;
             meta.insert("applied", last).map_err(db_error)?;

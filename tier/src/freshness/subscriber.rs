@@ -40,8 +40,7 @@ struct Subscriber {
 /// Runs the subscriber until the process ends: one task streams and applies the log, one
 /// renews the lease every third of its length.
 pub async fn run(fresh: Arc<Freshness>, config: SubscriberConfig) {
-    let http = fresco_tls::trusting(config.ca_file.as_deref())
-        .expect("tls.ca_file was checked when the configuration was loaded")
+    let http = crate::tls::trusted_client(config.ca_file.as_deref())
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true)
         .build()

@@ -179,8 +179,7 @@ impl ShieldRouter {
     }
 
     async fn run(self: Arc<Self>, first: std::sync::mpsc::Sender<()>) {
-        let http = fresco_tls::trusting(self.ca_file.as_deref())
-            .expect("tls.ca_file was checked when the configuration was loaded")
+        let http = crate::tls::trusted_client(self.ca_file.as_deref())
             .connect_timeout(Duration::from_millis(250))
             .tcp_nodelay(true)
             .build()
