@@ -278,6 +278,40 @@ impl TestOrigin {
         Self { url, shared }
     }
 
+    /// As [`TestOrigin::start`], but for its first `held` the origin accepts no connection
+    /// and its accept queue is full, so the kernel drops every SYN sent to it (as it does
+    /// to an origin swamped by a burst) and a client gets through only by resending one.
+    pub async fn start_refusing_syns_for(held: Duration) -> Self {
+        let shared = Arc::new(Shared::default());
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)))
+            .unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A backlog of 0 queues one connection; the second waits in SYN retries and is dropped.
+        let mut fillers = Vec::new();
+        while fillers.len() < 2 {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await
+            {
+                fillers.push(stream);
+            } else {
+                break;
+            }
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(held).await;
+            drop(fillers);
+            axum::serve(listener, app).await
+        });
+        Self {
+            url: format!("http://{addr}"),
+            shared,
+        }
+    }
+
     /// What the origin saw for `path`.
     pub fn seen(&self, path: &str) -> Seen {
         self.shared.seen.lock().unwrap().get(path).copied().unwrap_or_default()

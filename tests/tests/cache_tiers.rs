@@ -163,6 +163,20 @@ async fn a_hanging_origin_is_a_504_within_the_deadline() {
     assert!(took < deadline + Duration::from_millis(500), "answered after {took:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_drops_the_first_syns_is_fetched_when_the_kernel_resends_one() {
+    // The kernel resends a SYN after 1 s, then 3 s: an origin connect cut at 1 s made every
+    // SYN lost to a burst a 504, though the origin was there and the deadline (5 s) far off.
+    let origin = TestOrigin::start_refusing_syns_for(Duration::from_millis(1500)).await;
+    let edge = fresco_e2e::LoneEdge::start(&origin.url, "", "");
+    let started = Instant::now();
+    let resp = client().get(format!("{}/img/late.jpg", edge.url)).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    assert!(took >= Duration::from_millis(1500), "the SYN was not dropped: {took:?}");
+    assert_eq!(origin.seen("/img/late.jpg").requests, 1);
+}
+
 /// Runs `fresco-edge` on `config` and returns its exit code and stderr.
 fn edge_with_config(config: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();

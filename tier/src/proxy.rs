@@ -46,6 +46,9 @@ use crate::routing::{Failure, Retry, Shield, ShieldRouter, hash64};
 use crate::shedding::{Admission, UpstreamLimits};
 use crate::variance::{VariantLimit, Vary, vary};
 
+/// Longest connect to a shield before the next one is tried.
+const SHIELD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Which tier a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -629,6 +632,13 @@ impl ProxyHttp for CacheProxy {
                 (site.origin, site.origin_tls.as_deref(), remaining)
             }
         };
+        // A shield that does not connect within a second is passed over for the next one. An
+        // origin has no next one, and a single dropped SYN is resent only after a second, so
+        // its connect may take the whole deadline.
+        let connect_within = match &shield {
+            Some(_) => remaining.min(SHIELD_CONNECT_TIMEOUT),
+            None => remaining,
+        };
         ctx.upstream = shield.map_or(Upstream::Origin, Upstream::Shield);
         // A retry gives back the slot of its previous upstream before it queues for the next.
         ctx.admission = None;
@@ -643,7 +653,7 @@ impl ProxyHttp for CacheProxy {
         // pingora verifies a TLS origin's certificate and name by default, against
         // `tls.ca_file` or the system's roots.
         let mut peer = HttpPeer::new(addr, tls.is_some(), tls.unwrap_or_default().to_string());
-        peer.options.connection_timeout = Some(remaining.min(Duration::from_secs(1)));
+        peer.options.connection_timeout = Some(connect_within);
         peer.options.total_connection_timeout = Some(remaining);
         peer.options.read_timeout = Some(answer_within);
         peer.options.write_timeout = Some(answer_within);
