@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test lint fuzz bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale clean setup
+.PHONY: run build test conformance lint fuzz bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale clean setup
 
 setup:
 	@scripts/setup.sh
@@ -19,6 +19,12 @@ test: build
 	@scripts/setup.sh test
 	@echo "==> running the tests (unit, store, end-to-end on real processes, live.js in Chromium)"
 	$(CARGO) test --release --workspace
+	@conformance/run.sh
+
+# The HTTP caching test suite (cache-tests.fyi) against an edge, and an edge behind a shield,
+# beside the peers' published results; fails below conformance/floor.json.
+conformance: build
+	@conformance/run.sh
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -48,6 +48,10 @@ pub struct Seen {
     pub poisoned: usize,
     /// 304 answers.
     pub not_modified: usize,
+    /// Request bodies received whole (methods other than GET and HEAD).
+    pub bodies: usize,
+    /// The bytes of those bodies.
+    pub body_bytes: usize,
 }
 
 #[derive(Default)]
@@ -108,6 +112,18 @@ pub fn etag_of(path: &str) -> String {
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
+    let (req, body) = {
+        let (parts, body) = req.into_parts();
+        let received = match parts.method {
+            axum::http::Method::GET | axum::http::Method::HEAD => None,
+            _ => match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(bytes) => Some(bytes.len()),
+                // Cut short: as a real upload handler, answer nothing useful.
+                Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+            },
+        };
+        (Request::from_parts(parts, axum::body::Body::empty()), received)
+    };
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     let poisoned = carries_unkeyed_input(&req);
     let if_none_match = req
@@ -126,6 +142,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         s.conditional += usize::from(if_none_match.is_some());
         s.not_modified += usize::from(not_modified);
         s.poisoned += usize::from(poisoned);
+        s.bodies += usize::from(body.is_some());
+        s.body_bytes += body.unwrap_or(0);
     }
     if shared.failing.load(std::sync::atomic::Ordering::Relaxed) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();

@@ -136,6 +136,10 @@ pub struct NodeConfig {
     /// leaves in one send. Default: 64KiB.
     #[serde(default = "default_write_buffer")]
     pub write_buffer: ByteSize,
+    /// Largest request body passed to the origin (methods other than GET and HEAD); a larger
+    /// one is refused with 413. Default: 16MiB.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body: ByteSize,
     /// Log format: `text` or `json`. Default: text.
     #[serde(default = "default_log_format")]
     pub log_format: String,
@@ -454,6 +458,9 @@ fn default_drain_ms() -> u64 {
 }
 fn default_write_buffer() -> ByteSize {
     ByteSize(64 << 10)
+}
+fn default_max_request_body() -> ByteSize {
+    ByteSize(16 << 20)
 }
 fn default_log_format() -> String {
     "text".into()

@@ -14,6 +14,7 @@ pub mod feed;
 pub mod freshness;
 pub mod immutable;
 pub mod internal_headers;
+pub mod methods;
 pub mod metrics;
 pub mod node;
 pub mod poisoning;

@@ -41,6 +41,8 @@ pub struct TierMetrics {
     pub fenced_revalidations: IntCounter,
     /// Stored objects found purged (hard) or stale (soft) by a rule at lookup.
     pub purged_hits: IntCounter,
+    /// Targets invalidated in this node by a successful unsafe method (`crate::methods`).
+    pub invalidations: IntCounter,
     /// Times the purge log stream broke.
     pub purge_stream_errors: IntCounter,
     /// Resets: the node was behind the log's retention and dropped its cache.
@@ -185,6 +187,10 @@ pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| {
         purged_hits: counter(
             "fresco_purged_hits_total",
             "Stored objects found covered by a newer purge at lookup (fetched or revalidated instead)",
+        ),
+        invalidations: counter(
+            "fresco_invalidations_total",
+            "Targets invalidated in this node by a successful POST, PUT, DELETE or other unsafe method",
         ),
         purge_stream_errors: counter("fresco_purge_stream_errors_total", "Times the purge log stream broke"),
         purge_resets: counter(

@@ -52,12 +52,13 @@ pub fn refused_framing(req: &RequestHeader) -> Option<&'static str> {
     if lengths == 1 && chunked {
         return Some("Content-Length and Transfer-Encoding together: the request's framing is ambiguous");
     }
+    let cached = matches!(req.method, http::Method::GET | http::Method::HEAD);
     let has_body = chunked
         || req
             .headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-    if has_body {
+    if cached && has_body {
         return Some("a GET or HEAD request must not have a body");
     }
     None

@@ -16,6 +16,7 @@ use pingora_cache::cache_control::CacheControl;
 use pingora_cache::filters::resp_cacheable;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
 use pingora_cache::{CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable};
 use pingora_cache::{ForcedFreshness, HitHandler};
 use pingora_core::upstreams::peer::HttpPeer;
@@ -40,6 +41,7 @@ use crate::immutable::{marked_immutable, versioned_url};
 use crate::internal_headers::{
     APPLIED_HEADER, FILL_SEQ_HEADER, MIN_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER, hide_from_clients,
 };
+use crate::methods::{self, BodyLimit};
 use crate::metrics::METRICS;
 use crate::poisoning::{MAX_TARGET_BYTES, prepare_upstream, refused_framing, target_too_long};
 use crate::routing::{Failure, Retry, Shield, ShieldRouter, hash64};
@@ -132,6 +134,10 @@ pub struct RequestCtx {
     admission: Option<Admission>,
     /// The upstream was saturated: the miss is answered 503 with `Retry-After`.
     shed: bool,
+    /// A method other than GET or HEAD: passed upstream, not cached (`crate::methods`).
+    passed: bool,
+    /// How much of a passed request's body has gone upstream.
+    body: BodyLimit,
 }
 
 /// The caching reverse proxy of an edge or a shield.
@@ -152,6 +158,8 @@ pub struct CacheProxy {
     upstream_limits: UpstreamLimits,
     /// `Retry-After` of a shed miss.
     retry_after: String,
+    /// Largest body of a passed request.
+    max_request_body: u64,
     deadline: Duration,
     store: &'static FoyerStorage,
     lock: &'static CacheKeyLockImpl,
@@ -209,6 +217,7 @@ impl CacheProxy {
             variants: VariantLimit::new(config.cache.max_variants, 100_000),
             upstream_limits: UpstreamLimits::new(&config.shedding),
             retry_after: config.shedding.retry_after_secs.to_string(),
+            max_request_body: config.max_request_body.0,
             deadline: config.deadline(),
             store,
             lock: Box::leak(lock),
@@ -233,6 +242,19 @@ impl CacheProxy {
     fn is_immutable(&self, session: &Session, headers: &HMap, ctx: &RequestCtx) -> bool {
         let target = session.req_header().uri.path_and_query().map_or("/", |pq| pq.as_str());
         marked_immutable(headers) || (self.sites[ctx.site].versioned_urls && versioned_url(target))
+    }
+
+    /// Drops what this node stores of `target` on `site` (its variants go with it: they are
+    /// found only through it).
+    async fn invalidate(&self, site: usize, target: &str) {
+        let site = &self.sites[site];
+        let key = cache_key(primary_key(&site.name, target, &site.ignore_query)).to_compact();
+        let span = pingora_cache::trace::Span::inactive().handle();
+        let _ = self
+            .store
+            .purge(PurgeTarget::Active(&key), PurgeType::Invalidation, &span)
+            .await;
+        METRICS.invalidations.inc();
     }
 
     fn site_for(&self, req: &RequestHeader) -> usize {
@@ -378,6 +400,8 @@ impl ProxyHttp for CacheProxy {
             on_connection: None,
             admission: None,
             shed: false,
+            passed: false,
+            body: BodyLimit::default(),
         }
     }
 
@@ -406,10 +430,11 @@ impl ProxyHttp for CacheProxy {
             return Ok(true);
         }
         let req = session.req_header();
-        if !matches!(req.method, http::Method::GET | http::Method::HEAD) {
+        ctx.passed = !methods::is_cached(&req.method);
+        if ctx.passed && BodyLimit::declared_over(req, self.max_request_body) {
             METRICS.error(FailureKind::Client);
-            let message = format!("method {} not allowed: fresco serves GET and HEAD", req.method);
-            send_json_error(session, 405, &message, &self.node_id).await?;
+            let message = format!("the request body is over {} bytes", self.max_request_body);
+            send_json_error(session, 413, &message, &self.node_id).await?;
             return Ok(true);
         }
         if let Some(reason) = refused_framing(req) {
@@ -433,7 +458,10 @@ impl ProxyHttp for CacheProxy {
         Ok(false)
     }
 
-    fn request_cache_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.passed {
+            return Ok(());
+        }
         let mut overrides = CacheOptionOverrides::default();
         // Waiters give up before the deadline so they still have time to fetch themselves.
         overrides.wait_timeout = Some(self.deadline * 3 / 4);
@@ -719,6 +747,27 @@ impl ProxyHttp for CacheProxy {
         e
     }
 
+    async fn request_body_filter(
+        &self,
+        _: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        let len = body.as_ref().map_or(0, |b| b.len());
+        if !ctx.body.take(len, self.max_request_body) {
+            METRICS.error(FailureKind::Client);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body over max_request_body",
+            ));
+        }
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -794,6 +843,11 @@ impl ProxyHttp for CacheProxy {
     where
         Self::CTX: Send + Sync,
     {
+        if ctx.passed {
+            for target in methods::invalidated_targets(session.req_header(), resp) {
+                self.invalidate(ctx.site, &target).await;
+            }
+        }
         let label = cache_label(session.cache.phase());
         let stored_as_hit = label == "HIT"
             && resp.headers.get("x-cache").is_some_and(|v| v == "HIT")
