@@ -3,7 +3,7 @@
 # vendored in conformance/cache-tests/) against one fresco edge in front of the suite's own
 # server, then against an edge behind a shield; prints the counts beside the peers' published
 # results and what fresco still fails, and fails when a run passes fewer required tests than
-# its floor in conformance/floor.json.
+# its floor in conformance/floor.json. TEST=<id> runs that one test, with the exchange shown.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -89,6 +89,12 @@ YAML
 }
 
 run_suite() { # NAME EDGE_PORT
+  if [ -n "${TEST:-}" ]; then
+    echo "==> $TEST against $1"
+    (cd "$suite" && npm_config_base="http://127.0.0.1:$2" npm_config_id="$TEST" \
+      node --no-warnings test-engine/cli.mjs)
+    return
+  fi
   echo "==> running the suite against $1 (a minute or two)"
   (cd "$suite" && npm_config_base="http://127.0.0.1:$2" npm_config_id='' npm_package_config_id='' \
     node --no-warnings test-engine/cli.mjs >"$out/$1.json" 2>"$out/$1.log")
@@ -101,5 +107,6 @@ shield="$(start_node shield shield "")"
 edge_behind="$(start_node edge edge-behind-shield "shields: ['127.0.0.1:$shield']")"
 run_suite edge+shield "$edge_behind"
 
+[ -n "${TEST:-}" ] && exit 0
 node "$here/score.mjs" "edge=$out/edge.json" "edge+shield=$out/edge+shield.json"
 echo "results: $out/edge.json, $out/edge+shield.json"

@@ -78,7 +78,10 @@ async fn hits_keep_their_latency_beside_thousands_of_idle_connections_and_a_floo
         if open >= idle_count as f64 {
             break;
         }
-        assert!(waited.elapsed() < Duration::from_secs(15), "the edge holds them all: {open}");
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "the edge holds them all: {open}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

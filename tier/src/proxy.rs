@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fresco_store::FoyerStorage;
 use pingora_cache::CacheKey;
-use pingora_cache::cache_control::CacheControl;
-use pingora_cache::filters::resp_cacheable;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
@@ -37,10 +35,12 @@ use crate::feed::live_js::serve_live_js;
 use crate::feed::serve::serve_events;
 use crate::freshness::Freshness;
 use crate::freshness::rules::Verdict;
+use crate::hop_by_hop;
 use crate::immutable::{marked_immutable, versioned_url};
 use crate::internal_headers::{
     APPLIED_HEADER, FILL_SEQ_HEADER, MIN_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER, hide_from_clients,
 };
+use crate::lifetime;
 use crate::methods::{self, BodyLimit};
 use crate::metrics::METRICS;
 use crate::poisoning::{MAX_TARGET_BYTES, prepare_upstream, refused_framing, target_too_long};
@@ -555,9 +555,8 @@ impl ProxyHttp for CacheProxy {
             }
             _ => resp,
         };
-        let cc = CacheControl::from_resp_headers(resp);
         let auth = session.req_header().headers.contains_key(http::header::AUTHORIZATION);
-        let mut cacheable = resp_cacheable(cc.as_ref(), resp.clone(), auth, &META_DEFAULTS);
+        let mut cacheable = lifetime::cacheable(resp.clone(), auth, &META_DEFAULTS);
         if matches!(cacheable, RespCacheable::Cacheable(_)) {
             // Only a response that would be stored takes one of its URL's variant places.
             match vary(&resp.headers, session.req_header(), self.sites[ctx.site].vary_accept) {
@@ -812,6 +811,7 @@ impl ProxyHttp for CacheProxy {
         // The shield's per-hop headers give way to this node's. What is stored is what a hit
         // sends, so hits need no header inserts (each costs allocations in pingora-http);
         // `response_filter` corrects `X-Cache` on every other path.
+        hop_by_hop::remove_connection_listed(resp);
         resp.insert_header("x-cache", "HIT")?;
         resp.insert_header("x-fresco-node", &self.node_id)?;
         ctx.upstream_applied = header_u64(&resp.headers, APPLIED_HEADER);
@@ -884,8 +884,11 @@ impl ProxyHttp for CacheProxy {
             };
             resp.insert_header(APPLIED_HEADER, fresh_against)?;
         }
-        if self.role == Role::Edge && !self.debug_headers {
-            hide_from_clients(resp);
+        if self.role == Role::Edge {
+            lifetime::hide_targeted_fields(resp);
+            if !self.debug_headers {
+                hide_from_clients(resp);
+            }
         }
         Ok(())
     }
