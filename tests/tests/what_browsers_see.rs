@@ -102,3 +102,28 @@ async fn a_purged_mutable_image_is_never_served_stale_even_if_the_origin_allows_
     );
     assert!(status >= 500, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_named_by_uuid_or_ulid_are_revalidated_and_hashed_ones_kept_a_year() {
+    // A UUID's last group is 12 hex digits, which fresco once took for a content hash: the
+    // browser kept such an image for a year although it can change under its name.
+    let origin = TestOrigin::start().await;
+    let edge = LoneEdge::start(&origin.url, "", "");
+    let browser_cache = |path: &'static str| {
+        let url = format!("{}{path}", edge.url);
+        async move {
+            let resp = client().get(url).send().await.unwrap();
+            resp.headers()["cache-control"].to_str().unwrap().to_string()
+        }
+    };
+    for named in [
+        "/img/d1cff481-70c6-46d6-9c92-fe0c128068e3.jpg",
+        "/img/01ARZ3NDEKTSV4RRFFQ69G5FAV.jpg",
+        "/img/photo-12345678.jpg",
+    ] {
+        let cc = browser_cache(named).await;
+        assert!(cc.contains("no-cache") && !cc.contains("immutable"), "{named}: {cc}");
+    }
+    let cc = browser_cache("/img/hero.5d41402abc4b2a76.jpg").await;
+    assert!(cc.contains("immutable") && cc.contains("max-age=31536000"), "{cc}");
+}

@@ -16,6 +16,10 @@ pub const APPLIED_HEADER: &str = "x-fresco-applied";
 pub const ORIGIN_CACHE_CONTROL_HEADER: &str = "x-fresco-origin-cache-control";
 /// The header an edge asks a shield with: the purge sequence the answer must be fresh against.
 pub const MIN_SEQ_HEADER: &str = "x-fresco-min-seq";
+/// The `Date` of a shield's answer as the shield stored it: pingora writes the current time
+/// into `Date` on every response it sends, and the edge needs the origin's `Date` to measure
+/// `Expires` from (`crate::lifetime`). The edge puts it back and drops this header.
+pub const ORIGIN_DATE_HEADER: &str = "x-fresco-origin-date";
 
 /// Headers stored with an object that only nodes read.
 const STORED_FOR_NODES: [&str; 2] = [FILL_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER];

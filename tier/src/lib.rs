@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod node;
 pub mod poisoning;
 pub mod proxy;
+pub mod revalidation;
 pub mod routing;
 pub mod shedding;
 pub mod tls;

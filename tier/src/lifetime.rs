@@ -233,6 +233,15 @@ pub fn cacheable(resp: ResponseHeader, authorized: bool, defaults: &CacheMetaDef
     RespCacheable::Cacheable(meta)
 }
 
+/// Whether the directives in force forbid serving `resp` stale (RFC 9111 §5.2.2.2,
+/// §5.2.2.8, §5.2.2.10): `must-revalidate`, `proxy-revalidate`, `no-cache` and `s-maxage`.
+/// Then not even an immutable object is served stale while its upstream fails.
+pub fn forbids_stale(resp: &ResponseHeader) -> bool {
+    Directives::of(resp).control().is_some_and(|c| {
+        c.must_revalidate() || c.proxy_revalidate() || c.no_cache() || c.has_directive(&DirectiveKey::SMaxAge)
+    })
+}
+
 /// Takes the fields meant for fresco alone off a response an edge sends to a client.
 pub fn hide_targeted_fields(resp: &mut ResponseHeader) {
     for name in ["fresco-cdn-cache-control", "surrogate-control"] {
@@ -377,6 +386,26 @@ mod tests {
             Some(60),
             "a targeted field with no directive is ignored"
         );
+    }
+
+    #[test]
+    fn revalidation_directives_forbid_stale() {
+        for forbidding in [
+            "max-age=60, must-revalidate",
+            "proxy-revalidate",
+            "no-cache",
+            "s-maxage=60",
+        ] {
+            assert!(
+                forbids_stale(&response(&[("cache-control", forbidding)])),
+                "{forbidding}"
+            );
+        }
+        assert!(!forbids_stale(&response(&[("cache-control", "max-age=60, immutable")])));
+        assert!(forbids_stale(&response(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "must-revalidate")
+        ])));
     }
 
     #[test]

@@ -38,12 +38,13 @@ use crate::freshness::rules::Verdict;
 use crate::hop_by_hop;
 use crate::immutable::{marked_immutable, versioned_url};
 use crate::internal_headers::{
-    APPLIED_HEADER, FILL_SEQ_HEADER, MIN_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER, hide_from_clients,
+    APPLIED_HEADER, FILL_SEQ_HEADER, MIN_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER, ORIGIN_DATE_HEADER, hide_from_clients,
 };
 use crate::lifetime;
 use crate::methods::{self, BodyLimit};
 use crate::metrics::METRICS;
 use crate::poisoning::{MAX_TARGET_BYTES, prepare_upstream, refused_framing, target_too_long};
+use crate::revalidation::NotModified;
 use crate::routing::{Failure, Retry, Shield, ShieldRouter, hash64};
 use crate::shedding::{Admission, UpstreamLimits};
 use crate::variance::{VariantLimit, Vary, vary};
@@ -138,6 +139,8 @@ pub struct RequestCtx {
     passed: bool,
     /// How much of a passed request's body has gone upstream.
     body: BodyLimit,
+    /// The upstream answered a revalidation with a 304: the fields it updates.
+    not_modified: Option<NotModified>,
 }
 
 /// The caching reverse proxy of an edge or a shield.
@@ -402,6 +405,7 @@ impl ProxyHttp for CacheProxy {
             shed: false,
             passed: false,
             body: BodyLimit::default(),
+            not_modified: None,
         }
     }
 
@@ -539,6 +543,17 @@ impl ProxyHttp for CacheProxy {
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::Custom("set-cookie")));
         }
+        // pingora merged only a few of a 304's fields into the stored header.
+        let updated;
+        let resp = match ctx.not_modified.take() {
+            Some(update) => {
+                let mut merged = resp.clone();
+                update.apply(&mut merged)?;
+                updated = merged;
+                &updated
+            }
+            None => resp,
+        };
         // A 304 merged into a stored header brings back the browsers' Cache-Control this node
         // stored; the decision is the origin's, kept beside it.
         let restored;
@@ -569,6 +584,7 @@ impl ProxyHttp for CacheProxy {
         }
         if let RespCacheable::Cacheable(meta) = &mut cacheable
             && self.is_immutable(session, &resp.headers, ctx)
+            && !lifetime::forbids_stale(resp)
         {
             grant_stale_if_error(meta, self.stale_if_error_secs);
         }
@@ -812,6 +828,10 @@ impl ProxyHttp for CacheProxy {
         // sends, so hits need no header inserts (each costs allocations in pingora-http);
         // `response_filter` corrects `X-Cache` on every other path.
         hop_by_hop::remove_connection_listed(resp);
+        if let Some(date) = resp.remove_header(ORIGIN_DATE_HEADER) {
+            resp.insert_header(http::header::DATE, date)?;
+        }
+        ctx.not_modified = NotModified::of(resp);
         resp.insert_header("x-cache", "HIT")?;
         resp.insert_header("x-fresco-node", &self.node_id)?;
         ctx.upstream_applied = header_u64(&resp.headers, APPLIED_HEADER);
@@ -883,6 +903,11 @@ impl ProxyHttp for CacheProxy {
                 ctx.fill_seq
             };
             resp.insert_header(APPLIED_HEADER, fresh_against)?;
+        }
+        if self.role == Role::Shield
+            && let Some(date) = resp.headers.get(http::header::DATE)
+        {
+            resp.insert_header(ORIGIN_DATE_HEADER, date.clone())?;
         }
         if self.role == Role::Edge {
             lifetime::hide_targeted_fields(resp);
