@@ -22,7 +22,7 @@
 //!
 //! Like many real origins it also answers differently to what a cache should not pass on: a
 //! request with `X-Forwarded-Host`, `X-Original-URL` or `X-HTTP-Method-Override`, a `utm_source`
-//! query parameter, or a body gets [`POISONED`] (200, cacheable for 5 minutes); a request target
+//! query parameter, or a body on a GET or HEAD gets [`POISONED`] (200, cacheable for 5 minutes); a request target
 //! over 8 KiB gets 414. Each is counted in [`Seen::poisoned`].
 //!
 //! While [`TestOrigin::set_failing`] is on, every request is answered 503 (and counted).
@@ -79,8 +79,8 @@ fn carries_unkeyed_input(req: &Request) -> bool {
             .uri()
             .query()
             .is_some_and(|q| q.split(['&', ';']).any(|p| p.starts_with("utm_source=")))
-        || h.get(header::CONTENT_LENGTH).is_some_and(|v| v != "0")
-        || h.contains_key(header::TRANSFER_ENCODING)
+        || (matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+            && (h.get(header::CONTENT_LENGTH).is_some_and(|v| v != "0") || h.contains_key(header::TRANSFER_ENCODING)))
 }
 
 /// The body of version `version` of `path`.

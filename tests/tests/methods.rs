@@ -81,3 +81,29 @@ async fn chunked_put(base: &str, path: &str, chunks: usize, size: usize) -> Opti
     let answer = String::from_utf8_lossy(&answer[..n]).to_string();
     answer.split(' ').nth(1).map(str::to_string)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_post_through_a_shield_is_sent_once_and_leaves_the_shield_in_the_ring() {
+    // A miss the shield is slow to answer is asked again (it joins the fetch under way) and a
+    // quiet shield is passed over; a POST has no fetch to join, and sent again it would be
+    // done twice.
+    let origin = TestOrigin::start().await;
+    let cluster = fresco_e2e::Cluster::builder().origin(&origin.url).size(1, 1).start();
+    let http = client();
+    let posted = http
+        .post(cluster.edge_url(0, "/sluggish/upload.jpg"))
+        .body("once")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    assert_eq!(
+        origin.seen("/sluggish/upload.jpg").bodies,
+        1,
+        "the origin ran the POST once"
+    );
+    let failovers = fresco_e2e::metrics::Scrape::of(&cluster.info.edges[0].admin)
+        .await
+        .value_or_zero("fresco_shield_failovers_total", &[]);
+    assert_eq!(failovers, 0.0, "the shield was not held to blame");
+}

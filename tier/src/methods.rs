@@ -7,7 +7,10 @@
 //!
 //! Only the nodes on the request's path invalidate. A cluster-wide purge is the origin's to
 //! ask for, through the purge API: an unauthenticated `POST` that any client can send must not
-//! empty every edge of a URL (that would hand clients a way to aim load at the origin).
+//! empty every edge of a URL. Even so, where the origin answers such a `POST` with 2xx or 3xx
+//! (a static file server, a catch-all route), a client can evict that URL from one edge and its
+//! shield, each time at the cost of one refetch; invalidating by marking stale (a revalidation,
+//! usually a 304) rather than by removal is not built yet.
 
 use http::{Method, header};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -95,6 +98,13 @@ fn same_host_target(reference: &str, host: Option<&str>, base_path: &str) -> Opt
     if reference.contains(':') && !reference.contains('/') {
         return None;
     }
+    if reference.starts_with('?') {
+        return Some(format!("{base_path}{reference}"));
+    }
+    if reference.split('/').any(|segment| segment == "." || segment == "..") {
+        // Dot segments are not resolved here: better no invalidation than the wrong one.
+        return None;
+    }
     let directory = base_path.rsplit_once('/').map_or("", |(dir, _)| dir);
     Some(format!("{directory}/{reference}"))
 }
@@ -143,6 +153,11 @@ mod tests {
         assert_eq!(
             invalidated_targets(&request("POST", "/img/a.jpg"), &resp),
             ["/img/a.jpg", "/img/new.jpg", "/img/a.jpg?v=2"]
+        );
+        let query = response(201, &[("location", "?v=2"), ("content-location", "../x.jpg")]);
+        assert_eq!(
+            invalidated_targets(&request("PUT", "/img/a.jpg"), &query),
+            ["/img/a.jpg", "/img/a.jpg?v=2"]
         );
         let relative = response(303, &[("location", "b.jpg")]);
         assert_eq!(

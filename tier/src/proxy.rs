@@ -285,7 +285,11 @@ impl CacheProxy {
         ctx: &RequestCtx,
     ) -> Option<&'static str> {
         let browser_cache = self.sites[ctx.site].browser_cache;
-        if self.role != Role::Edge || browser_cache != BrowserCache::Revalidate || resp.status.as_u16() >= 400 {
+        if ctx.passed
+            || self.role != Role::Edge
+            || browser_cache != BrowserCache::Revalidate
+            || resp.status.as_u16() >= 400
+        {
             return None;
         }
         let origin = resp
@@ -654,6 +658,8 @@ impl ProxyHttp for CacheProxy {
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let remaining = self.remaining(ctx)?;
+        // pingora sends a retried request's buffered body through `request_body_filter` again.
+        ctx.body = BodyLimit::default();
         let shield = match (ctx.ask_again.take(), &self.router) {
             (Some(again), _) => Some(again),
             (None, Some(router)) => {
@@ -666,7 +672,11 @@ impl ProxyHttp for CacheProxy {
         let (addr, tls, answer_within) = match &shield {
             Some(shield) => {
                 METRICS.shield_fetches.inc();
-                let timeout = self.router.as_ref().map_or(remaining, |r| r.shield_timeout());
+                // A passed request has no fetch to join when asked again: it waits its deadline.
+                let timeout = match ctx.passed {
+                    true => remaining,
+                    false => self.router.as_ref().map_or(remaining, |r| r.shield_timeout()),
+                };
                 (shield.address, None, remaining.min(timeout))
             }
             None => {
@@ -734,6 +744,13 @@ impl ProxyHttp for CacheProxy {
         };
         if session.response_written().is_some() {
             // Part of the answer is out: nothing can be tried again.
+            e.set_retry(false);
+            return e;
+        }
+        if ctx.passed {
+            // A POST may have done its work before the shield went quiet: it is neither sent
+            // again nor held against the shield (a client's slow upload must not push a
+            // healthy shield out of the ring).
             e.set_retry(false);
             return e;
         }

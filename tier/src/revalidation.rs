@@ -8,8 +8,10 @@
 use http::{HeaderName, HeaderValue};
 use pingora_http::ResponseHeader;
 
-/// Fields a 304 does not change: the stored body's framing and coding, this hop's, and the
-/// nodes' own (`crate::internal_headers`, which the proxy sets on every store).
+/// Fields a 304 does not change: the stored body's framing and coding, this hop's, the nodes'
+/// own (`crate::internal_headers`, which the proxy sets on every store), `Vary` (pingora keeps
+/// the stored variance; a new `Vary` would make every lookup miss) and `Set-Cookie` (one
+/// client's cookie must not be stored for all).
 fn kept_from_the_stored_response(name: &str) -> bool {
     matches!(
         name,
@@ -23,6 +25,9 @@ fn kept_from_the_stored_response(name: &str) -> bool {
             | "trailer"
             | "upgrade"
             | "x-cache"
+            | "vary"
+            | "set-cookie"
+            | "set-cookie2"
     ) || name.starts_with("x-fresco-")
 }
 
@@ -95,6 +100,8 @@ mod tests {
                 ("link", "</c>"),
                 ("link", "</d>"),
                 ("connection", "close"),
+                ("set-cookie", "session=someone-elses"),
+                ("vary", "accept-language"),
             ],
         ))
         .unwrap();
@@ -106,6 +113,11 @@ mod tests {
         let links: Vec<_> = stored.headers.get_all("link").iter().collect();
         assert_eq!(links, ["</c>", "</d>"]);
         assert!(!stored.headers.contains_key("connection"));
+        assert!(
+            !stored.headers.contains_key("set-cookie"),
+            "a 304's cookie is not stored"
+        );
+        assert!(!stored.headers.contains_key("vary"));
         assert!(NotModified::of(&header(200, &[("test-header", "x")])).is_none());
     }
 }
