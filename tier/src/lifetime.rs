@@ -230,10 +230,6 @@ pub fn cacheable(resp: ResponseHeader, authorized: bool, defaults: &CacheMetaDef
     if !age.is_zero() {
         meta.set_epoch_override(born);
     }
-    // The age is in the epoch now. Kept in the header, a 304 without `Age` would bring it back
-    // and the object would be dated back by it once more on every revalidation; hits get the
-    // `Age` pingora computes.
-    meta.response_header_mut().remove_header(&header::AGE);
     RespCacheable::Cacheable(meta)
 }
 
@@ -303,19 +299,6 @@ mod tests {
         );
         let (fresh, _) = judged(&[("cache-control", "max-age=3600"), ("age", "7200")]).unwrap();
         assert!(fresh <= 0, "older than its lifetime is stale: {fresh}");
-    }
-
-    #[test]
-    fn the_stored_header_keeps_no_age_to_count_twice() {
-        let RespCacheable::Cacheable(meta) = cacheable(
-            response(&[("cache-control", "max-age=3600"), ("age", "600")]),
-            false,
-            &DEFAULTS,
-        ) else {
-            panic!("cacheable");
-        };
-        assert!(!meta.headers().contains_key("age"));
-        assert_eq!(meta.age().as_secs(), 600);
     }
 
     #[test]
