@@ -5,6 +5,15 @@
 use http::header;
 use pingora_http::ResponseHeader;
 
+/// Whether `name` (lowercase) is one of RFC 9110 §7.6.1's fields of a connection, which no
+/// response stored or merged may keep.
+pub fn is_connection_field(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    )
+}
+
 /// Removes from `resp` every field its `Connection` header names.
 pub fn remove_connection_listed(resp: &mut ResponseHeader) {
     let listed: Vec<String> = resp

@@ -15,20 +15,9 @@ use pingora_http::ResponseHeader;
 fn kept_from_the_stored_response(name: &str) -> bool {
     matches!(
         name,
-        "content-length"
-            | "content-encoding"
-            | "content-range"
-            | "transfer-encoding"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "trailer"
-            | "upgrade"
-            | "x-cache"
-            | "vary"
-            | "set-cookie"
-            | "set-cookie2"
-    ) || name.starts_with("x-fresco-")
+        "content-length" | "content-encoding" | "content-range" | "x-cache" | "vary" | "set-cookie" | "set-cookie2"
+    ) || crate::hop_by_hop::is_connection_field(name)
+        || name.starts_with("x-fresco-")
 }
 
 /// The fields of a 304 that update the stored response.
