@@ -9,6 +9,7 @@ command -v cmake >/dev/null || need_pkgs+=(cmake)          # pingora's zlib-ng b
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ip >/dev/null || need_pkgs+=(iproute2)              # network-namespace tests
+command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)  # etcd-client's gRPC code
 if [ "${1:-}" = test ]; then                                   # live.js in a real browser
   [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
   [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
@@ -16,6 +17,8 @@ if [ "${1:-}" = test ]; then                                   # live.js in a re
   command -v ansible-playbook >/dev/null || need_pkgs+=(ansible-core)
   command -v ansible-lint >/dev/null || need_pkgs+=(ansible-lint)
   [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+  # The etcd control plane is tested against a real 3-member cluster.
+  command -v etcd >/dev/null || need_pkgs+=(etcd-server)
 fi
 if [ "${1:-}" = bench ]; then                                  # the benchmarks' load and plots
   command -v wrk >/dev/null || need_pkgs+=(wrk)

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::state::{ClusterInfo, NodeInfo, Ports, StateDir};
+use crate::state::{ClusterInfo, EtcdInfo, NodeInfo, Ports, ReplicaInfo, StateDir};
 use crate::tls::ClusterTls;
 
 /// How to start a cluster.
@@ -38,7 +38,21 @@ pub struct ClusterOptions {
     /// Serve HTTPS on the edges, purge-api and the demo origin, with a local CA
     /// ([`crate::tls`]). Shields stay on plain HTTP: they are the cluster's inside.
     pub tls: bool,
+    /// Where purge-api keeps its state.
+    pub control_plane: ControlPlane,
 }
+
+/// `--control-plane`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlPlane {
+    /// One purge-api with its log in a redb file.
+    Embedded,
+    /// Three etcd members and two purge-api replicas over them.
+    Etcd,
+}
+
+/// purge-api replicas over etcd: enough to lose one.
+const ETCD_REPLICAS: usize = 2;
 
 struct Process {
     id: String,
@@ -84,7 +98,7 @@ fn spawn(id: &str, program: &Path, args: &[&str], state: &StateDir) -> anyhow::R
 /// What every node's configuration shares.
 struct Common<'a> {
     origin: &'a str,
-    purge_api: &'a str,
+    purge_apis: &'a [ReplicaInfo],
     /// The key node credentials derive from (purge-api's `node_keys`).
     node_key: &'a str,
     replicas: usize,
@@ -134,14 +148,19 @@ fn node_config(
          cache:\n  memory: 64MiB\n  disk: 256MiB\n  dir: {cache}\n  block: 4MiB\n\
          shields: [{shields}]\n\
          routing: {{ replicas: {replicas} }}\n\
-         freshness:\n  purge_api: {purge_api}\n  credential: {credential}\n  state_dir: {fresh}\n\
+         freshness:\n  purge_api: [{purge_api}]\n  credential: {credential}\n  state_dir: {fresh}\n\
          sites:\n  - name: default\n    origin: {origin}\n    ignore_query: [utm_source, utm_medium, utm_campaign]\n\
          {tls}",
         tls = tls_section(role, common.tls),
         cache = state.cache(id).display(),
         shields = shields.join(", "),
         replicas = common.replicas,
-        purge_api = common.purge_api,
+        purge_api = common
+            .purge_apis
+            .iter()
+            .map(|r| r.url.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         credential = fresco_protocol::credential::derive(common.node_key.as_bytes(), id),
         fresh = state.freshness(id).display(),
     )
@@ -290,7 +309,7 @@ impl Running {
         let id = format!("{role}-{next}");
         let common = Common {
             origin: &r.info.origin,
-            purge_api: &r.info.purge_api,
+            purge_apis: &r.info.purge_apis,
             node_key: &r.state.secret("node-key")?,
             replicas: r.options.replicas,
             tls: r.tls.as_ref(),
@@ -342,29 +361,54 @@ async fn start(
     let token = state.secret("purge-token")?;
     let node_key = state.secret("node-key")?;
     let webhook_secret = state.secret("webhook")?;
-    let purge_addr = ports.addr("purge-api")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let purge_api = format!("{scheme}://{purge_addr}");
-    let purge_config = state.config("purge-api");
     let purge_tls = tls.map_or_else(String::new, |tls| format!("tls:\n{}", tls.serving_lines()));
-    std::fs::write(
-        &purge_config,
-        format!(
-            "# written by devcluster\nlisten: {purge_addr}\ndata_dir: {data}\ntokens: [{token}]\nnode_keys: [{node_key}]\nwebhook_secrets: [{webhook_secret}]\nlease_ms: {lease}\n{purge_tls}",
-            data = state.purge_api_data().display(),
-            lease = options.lease_ms,
+    let shared = format!(
+        "tokens: [{token}]\nnode_keys: [{node_key}]\nwebhook_secrets: [{webhook_secret}]\nlease_ms: {lease}\n{purge_tls}",
+        lease = options.lease_ms,
+    );
+    let (etcd, replicas) = match options.control_plane {
+        ControlPlane::Embedded => (
+            Vec::new(),
+            vec![format!("data_dir: {}\n", state.purge_api_data().display())],
         ),
-    )?;
-    let mut process = spawn(
-        "purge-api",
-        &options.bin_dir.join("purge-api"),
-        &["-c", &purge_config.display().to_string()],
-        state,
-    )?;
-    let took = wait_ready(&mut process, &format!("{purge_api}/readyz"), state, tls).await?;
-    eprintln!("purge-api  {purge_api}  ready in {took:.1?}");
-    let purge_api_pid = process.child.id().unwrap_or_default();
-    processes.push(process);
+        ControlPlane::Etcd => {
+            let etcd = start_etcd(state, ports, processes).await?;
+            let endpoints: Vec<&str> = etcd.iter().map(|m| m.client_url.as_str()).collect();
+            let section = format!("control_plane:\n  etcd:\n    endpoints: [{}]\n", endpoints.join(", "));
+            (etcd, vec![section; ETCD_REPLICAS])
+        }
+    };
+    let mut purge_apis = Vec::new();
+    for (i, backend) in replicas.iter().enumerate() {
+        // The first keeps the name (and port) a single purge-api has.
+        let name = match i {
+            0 => "purge-api".to_string(),
+            _ => format!("purge-api-{}", i + 1),
+        };
+        let addr = ports.addr(&name)?;
+        let url = format!("{scheme}://{addr}");
+        let config = state.config(&name);
+        std::fs::write(
+            &config,
+            format!("# written by devcluster\nlisten: {addr}\n{backend}{shared}"),
+        )?;
+        let mut process = spawn(
+            &name,
+            &options.bin_dir.join("purge-api"),
+            &["-c", &config.display().to_string()],
+            state,
+        )?;
+        let took = wait_ready(&mut process, &format!("{url}/readyz"), state, tls).await?;
+        eprintln!("{name:<10} {url}  ready in {took:.1?}");
+        purge_apis.push(ReplicaInfo {
+            url,
+            pid: process.child.id().unwrap_or_default(),
+        });
+        processes.push(process);
+    }
+    let purge_api = purge_apis[0].url.clone();
+    let purge_api_pid = purge_apis[0].pid;
     // The demo origin comes after purge-api: it sends purge webhooks there when an image changes.
     let origin = match &options.origin {
         Some(url) => url.trim_end_matches('/').to_string(),
@@ -407,7 +451,7 @@ async fn start(
     };
     let common = Common {
         origin: &origin,
-        purge_api: &purge_api,
+        purge_apis: &purge_apis,
         node_key: &node_key,
         replicas: options.replicas,
         tls,
@@ -418,6 +462,8 @@ async fn start(
         purge_token: token.clone(),
         webhook_secret: webhook_secret.clone(),
         purge_api_pid,
+        purge_apis: purge_apis.clone(),
+        etcd,
         edges: Vec::new(),
         shields: Vec::new(),
         ca: tls.map(|tls| tls.ca.clone()),
@@ -435,6 +481,34 @@ async fn start(
         }
     }
     Ok(info)
+}
+
+/// Starts the etcd members together (each needs the others for a quorum); returns once all
+/// are healthy.
+async fn start_etcd(
+    state: &StateDir,
+    ports: &mut Ports,
+    processes: &mut Vec<Process>,
+) -> anyhow::Result<Vec<EtcdInfo>> {
+    let binary = crate::etcd::binary()?;
+    let members = crate::etcd::members(ports)?;
+    let mut started = Vec::new();
+    for member in &members {
+        let args = crate::etcd::args(member, &members, state);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = spawn(&member.name, &binary, &args, state)?;
+        started.push(EtcdInfo {
+            name: member.name.clone(),
+            client_url: member.client_url.clone(),
+            pid: process.child.id().unwrap_or_default(),
+        });
+        processes.push(process);
+    }
+    let took = crate::etcd::wait_healthy(&started).await?;
+    for member in &started {
+        eprintln!("{:<10} {}  healthy in {took:.1?}", member.name, member.client_url);
+    }
+    Ok(started)
 }
 
 /// Writes the configuration of node `id` and starts it; returns once it answers `/readyz`.

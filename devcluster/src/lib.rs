@@ -13,5 +13,6 @@ pub mod cluster;
 pub mod control;
 pub mod demo_images;
 pub mod demo_origin;
+pub mod etcd;
 pub mod state;
 pub mod tls;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fresco_devcluster::cluster::{ClusterOptions, run};
+use fresco_devcluster::cluster::{ClusterOptions, ControlPlane, run};
 use fresco_devcluster::control::{self, Request};
 use fresco_devcluster::demo_origin::{self, Webhook};
 use fresco_devcluster::state::ClusterInfo;
@@ -51,6 +51,11 @@ struct Cli {
     /// made in DIR/tls/; `cluster.json` names it as `ca`. Shields stay on HTTP.
     #[arg(long)]
     tls: bool,
+    /// Where purge-api keeps the purge log, leases and members: `embedded` (one purge-api, a
+    /// redb file) or `etcd` (3 etcd members and 2 purge-api replicas; `cluster.json` lists
+    /// them as `etcd` and `purge_apis`).
+    #[arg(long, value_enum, default_value = "embedded")]
+    control_plane: ControlPlane,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +200,7 @@ async fn main() -> ExitCode {
                 listen_ip: cli.listen_ip,
                 replicas: cli.replicas,
                 tls: cli.tls,
+                control_plane: cli.control_plane,
             })
             .await
         }

@@ -17,8 +17,14 @@ pub struct ClusterInfo {
     pub purge_token: String,
     /// The secret origins sign webhooks with (`X-Fresco-Signature`).
     pub webhook_secret: String,
-    /// purge-api's process id.
+    /// purge-api's process id (the first replica's).
     pub purge_api_pid: u32,
+    /// Every purge-api replica (one with the embedded control plane).
+    #[serde(default)]
+    pub purge_apis: Vec<ReplicaInfo>,
+    /// `--control-plane etcd`: the etcd members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etcd: Vec<EtcdInfo>,
     /// The edges, in id order.
     pub edges: Vec<NodeInfo>,
     /// The shields, in id order.
@@ -27,6 +33,26 @@ pub struct ClusterInfo {
     /// verified against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+}
+
+/// One purge-api replica.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// Its base URL.
+    pub url: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// One etcd member.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EtcdInfo {
+    /// `etcd-1`, …
+    pub name: String,
+    /// Where clients reach it.
+    pub client_url: String,
+    /// Its process id.
+    pub pid: u32,
 }
 
 /// One node of the cluster.
@@ -171,6 +197,11 @@ impl StateDir {
     /// purge-api's data directory (its log).
     pub fn purge_api_data(&self) -> PathBuf {
         self.root.join("purge-api")
+    }
+
+    /// An etcd member's data directory.
+    pub fn etcd_data(&self, name: &str) -> PathBuf {
+        self.root.join("etcd").join(name)
     }
 
     /// A node's freshness state (applied purges).

@@ -8,15 +8,13 @@
 //! Purge tokens cannot reach the node protocol: a leaked purge token must not be able to
 //! acknowledge purges for a node, which would break the freshness guarantee.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::WebhookSecret;
+use crate::replay::ReplayGuard;
 use axum::http::HeaderMap;
 use fresco_protocol::credential;
 use fresco_protocol::signature::{self, Signature};
-use parking_lot::Mutex;
-
-use crate::config::WebhookSecret;
 
 /// How far a webhook's timestamp may be from purge-api's clock.
 pub const SIGNATURE_WINDOW_SECS: u64 = 300;
@@ -46,13 +44,15 @@ pub enum Denied {
     Unauthorized(&'static str),
     /// A valid credential that may not do this (403).
     Forbidden(String),
+    /// What the check needs is out of reach (503).
+    Unavailable(String),
 }
 
 /// Checks credentials.
 pub struct Authenticator {
     credentials: Credentials,
-    /// Signatures seen within the window, with their timestamps: a replay is refused.
-    seen: Mutex<HashMap<Vec<u8>, u64>>,
+    /// Signatures already used: a replay is refused.
+    replay: Box<dyn ReplayGuard>,
 }
 
 fn now_secs() -> u64 {
@@ -77,12 +77,9 @@ pub struct Credentials {
 }
 
 impl Authenticator {
-    /// Accepts these credentials.
-    pub fn new(credentials: Credentials) -> Self {
-        Self {
-            credentials,
-            seen: Mutex::new(HashMap::new()),
-        }
+    /// Accepts these credentials; `replay` remembers the webhook signatures taken.
+    pub fn new(credentials: Credentials, replay: Box<dyn ReplayGuard>) -> Self {
+        Self { credentials, replay }
     }
 
     /// Who the request's `Authorization: Bearer` is from.
@@ -135,29 +132,29 @@ impl Authenticator {
 
     /// Whether the request may purge `body`, and within what: a bearer token or a webhook
     /// signature.
-    pub fn purge(&self, headers: &HeaderMap, body: &[u8]) -> Result<PurgeScope, Denied> {
+    pub async fn purge(&self, headers: &HeaderMap, body: &[u8]) -> Result<PurgeScope, Denied> {
         match headers.get(signature::HEADER).and_then(|v| v.to_str().ok()) {
-            Some(header) => self.webhook(header, body).map_err(Denied::Unauthorized),
+            Some(header) => self.webhook(header, body).await,
             None => self.operator(headers).map(|()| PurgeScope::Any),
         }
     }
 
-    fn webhook(&self, header: &str, body: &[u8]) -> Result<PurgeScope, &'static str> {
-        let sig = Signature::parse(header)?;
+    async fn webhook(&self, header: &str, body: &[u8]) -> Result<PurgeScope, Denied> {
+        let sig = Signature::parse(header).map_err(Denied::Unauthorized)?;
         let now = now_secs();
         if sig.t.abs_diff(now) > SIGNATURE_WINDOW_SECS {
-            return Err("signature timestamp outside ±300 s");
+            return Err(Denied::Unauthorized("signature timestamp outside ±300 s"));
         }
         let secret = self
             .credentials
             .webhook_secrets
             .iter()
             .find(|s| sig.verifies(s.secret().as_bytes(), body))
-            .ok_or("bad signature")?;
-        let mut seen = self.seen.lock();
-        seen.retain(|_, t| t.abs_diff(now) <= SIGNATURE_WINDOW_SECS);
-        if seen.insert(sig.mac.clone(), sig.t).is_some() {
-            return Err("replayed signature");
+            .ok_or(Denied::Unauthorized("bad signature"))?;
+        match self.replay.first_use(&sig.mac, sig.t, now).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Denied::Unauthorized("replayed signature")),
+            Err(e) => return Err(Denied::Unavailable(format!("replay check: {e}"))),
         }
         Ok(match secret.hosts() {
             None => PurgeScope::Any,
@@ -175,18 +172,21 @@ mod tests {
     const NODE_KEY: &[u8] = b"node-key-node-key-node";
 
     fn auth() -> Authenticator {
-        Authenticator::new(Credentials {
-            tokens: vec!["token-token-token-1".into()],
-            node_keys: vec![String::from_utf8(NODE_KEY.to_vec()).unwrap()],
-            revoked_nodes: vec!["edge-9".into()],
-            webhook_secrets: vec![
-                WebhookSecret::Any("secret-secret-secret".into()),
-                WebhookSecret::Scoped {
-                    secret: "shop-secret-secret".into(),
-                    hosts: vec!["Shop.example".into()],
-                },
-            ],
-        })
+        Authenticator::new(
+            Credentials {
+                tokens: vec!["token-token-token-1".into()],
+                node_keys: vec![String::from_utf8(NODE_KEY.to_vec()).unwrap()],
+                revoked_nodes: vec!["edge-9".into()],
+                webhook_secrets: vec![
+                    WebhookSecret::Any("secret-secret-secret".into()),
+                    WebhookSecret::Scoped {
+                        secret: "shop-secret-secret".into(),
+                        hosts: vec!["Shop.example".into()],
+                    },
+                ],
+            },
+            Box::<crate::replay::LocalReplayGuard>::default(),
+        )
     }
 
     fn headers(name: &'static str, value: &str) -> HeaderMap {
@@ -199,8 +199,8 @@ mod tests {
         headers("authorization", &format!("Bearer {value}"))
     }
 
-    #[test]
-    fn operators_and_nodes_each_reach_only_their_own_endpoints() {
+    #[tokio::test]
+    async fn operators_and_nodes_each_reach_only_their_own_endpoints() {
         let a = auth();
         let operator = bearer("token-token-token-1");
         let edge = bearer(&credential::derive(NODE_KEY, "edge-1"));
@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(a.caller(&edge), Ok(Caller::Node("edge-1".into())));
         assert!(matches!(a.node(&operator), Err(Denied::Forbidden(_))));
         assert!(matches!(a.operator(&edge), Err(Denied::Forbidden(_))));
-        assert!(matches!(a.purge(&edge, b"{}"), Err(Denied::Forbidden(_))));
+        assert!(matches!(a.purge(&edge, b"{}").await, Err(Denied::Forbidden(_))));
         assert_eq!(a.node(&edge), Ok("edge-1".into()));
         assert!(matches!(
             a.caller(&bearer("token-token-token-2")),
@@ -219,26 +219,29 @@ mod tests {
         assert!(matches!(a.node(&revoked), Err(Denied::Forbidden(_))));
     }
 
-    #[test]
-    fn webhooks_are_checked_for_time_and_replay_and_carry_their_scope() {
+    #[tokio::test]
+    async fn webhooks_are_checked_for_time_and_replay_and_carry_their_scope() {
         let a = auth();
         let body = br#"{"urls":["/a.jpg"]}"#;
         let good = signature::sign(b"secret-secret-secret", now_secs(), body);
-        assert_eq!(a.purge(&headers(signature::HEADER, &good), body), Ok(PurgeScope::Any));
         assert_eq!(
-            a.purge(&headers(signature::HEADER, &good), body),
+            a.purge(&headers(signature::HEADER, &good), body).await,
+            Ok(PurgeScope::Any)
+        );
+        assert_eq!(
+            a.purge(&headers(signature::HEADER, &good), body).await,
             Err(Denied::Unauthorized("replayed signature"))
         );
         let stale = signature::sign(b"secret-secret-secret", now_secs() - 301, body);
-        assert!(a.purge(&headers(signature::HEADER, &stale), body).is_err());
+        assert!(a.purge(&headers(signature::HEADER, &stale), body).await.is_err());
         let wrong = signature::sign(b"not-the-secret-at-all", now_secs(), body);
         assert_eq!(
-            a.purge(&headers(signature::HEADER, &wrong), body),
+            a.purge(&headers(signature::HEADER, &wrong), body).await,
             Err(Denied::Unauthorized("bad signature"))
         );
         let shop = signature::sign(b"shop-secret-secret", now_secs(), body);
         assert_eq!(
-            a.purge(&headers(signature::HEADER, &shop), body),
+            a.purge(&headers(signature::HEADER, &shop), body).await,
             Ok(PurgeScope::Hosts(vec!["shop.example".into()]))
         );
     }

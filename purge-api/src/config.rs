@@ -12,8 +12,14 @@ use serde::Deserialize;
 pub struct PurgeApiConfig {
     /// Address of the API (and of `/metrics`, `/healthz`, `/readyz`).
     pub listen: SocketAddr,
-    /// Where the purge log lives.
-    pub data_dir: PathBuf,
+    /// Where the purge log lives with the embedded control plane; required unless
+    /// `control_plane.etcd` is set.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Where the purge log, leases and members are kept. Default: embedded (a redb file in
+    /// `data_dir`, one purge-api).
+    #[serde(default)]
+    pub control_plane: ControlPlaneSection,
     /// Bearer tokens of operators: they purge, read purge status and list members. They cannot
     /// reach the node protocol.
     pub tokens: Vec<String>,
@@ -47,6 +53,53 @@ pub struct PurgeApiConfig {
     /// Serve HTTPS only, with this certificate and key. Default: plain HTTP.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
+}
+
+/// The `control_plane:` section.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneSection {
+    /// Keep it in etcd, shared by every purge-api replica naming the same cluster and prefix.
+    #[serde(default)]
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// `control_plane.etcd`: the etcd cluster.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client URLs of the members, `http://host:2379` (or `https://` with `ca_file`).
+    pub endpoints: Vec<String>,
+    /// Where under etcd's key space fresco keeps its keys. Default: `/fresco`.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// The longest an etcd call may take; a purge that cannot be written within it is a 503.
+    /// Default: 800.
+    #[serde(default = "default_etcd_timeout_ms")]
+    pub timeout_ms: u64,
+    /// CA certificates (PEM) that etcd's server certificates are verified against; sets TLS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// etcd's authentication. Default: none.
+    #[serde(default)]
+    pub user: Option<EtcdUser>,
+}
+
+/// An etcd user.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdUser {
+    /// The user name.
+    pub name: String,
+    /// A file holding the password (kept out of the configuration).
+    pub password_file: PathBuf,
+}
+
+fn default_etcd_prefix() -> String {
+    "/fresco".into()
+}
+fn default_etcd_timeout_ms() -> u64 {
+    800
 }
 
 /// The `tls:` section: a certificate chain and its key, PEM files.
@@ -172,6 +225,24 @@ impl PurgeApiConfig {
         if self.retention_entries < 1000 {
             return Err(("retention_entries", "must be at least 1000"));
         }
+        match &self.control_plane.etcd {
+            None if self.data_dir.is_none() => {
+                return Err(("data_dir", "is required with the embedded control plane"));
+            }
+            Some(etcd) if etcd.endpoints.is_empty() || etcd.endpoints.iter().any(|e| !e.contains("://")) => {
+                return Err((
+                    "control_plane.etcd.endpoints",
+                    "needs at least one endpoint, each a URL such as http://127.0.0.1:2379",
+                ));
+            }
+            Some(etcd) if !etcd.prefix.starts_with('/') || etcd.prefix.len() < 2 => {
+                return Err(("control_plane.etcd.prefix", "must be a key path such as /fresco"));
+            }
+            Some(etcd) if !(50..=10_000).contains(&etcd.timeout_ms) => {
+                return Err(("control_plane.etcd.timeout_ms", "must be between 50 and 10000"));
+            }
+            _ => {}
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(("log_format", "must be text or json"));
         }
@@ -216,8 +287,19 @@ mod tests {
                  tls: {cert_file: /nonexistent/purge.crt, key_file: /nonexistent/purge.key}",
                 "tls.cert_file",
             ),
+            (
+                "tokens: [token-token-token-1]\nnode_keys: [node-key-node-key-node]\n\
+                 control_plane: {etcd: {endpoints: [127.0.0.1:2379]}}",
+                "control_plane.etcd.endpoints",
+            ),
+            (
+                "tokens: [token-token-token-1]\nnode_keys: [node-key-node-key-node]",
+                "data_dir",
+            ),
         ] {
-            std::fs::write(&bad, format!("listen: 127.0.0.1:1\ndata_dir: x\n{yaml}\n")).unwrap();
+            // Every case has a data_dir but the one about it.
+            let data_dir = if field == "data_dir" { "" } else { "data_dir: x\n" };
+            std::fs::write(&bad, format!("listen: 127.0.0.1:1\n{data_dir}{yaml}\n")).unwrap();
             let error = PurgeApiConfig::load(&bad).unwrap_err();
             assert!(error.contains(field), "{yaml}: {error}");
         }

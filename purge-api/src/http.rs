@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::auth::{Authenticator, Denied};
 use crate::log::{GroupCommit, PurgeLog};
-use crate::members::Members;
+use crate::members::{Membership, MembershipError};
 use crate::metrics::METRICS;
 use crate::request::{MAX_BODY_BYTES, PurgeRequest};
 
@@ -26,7 +26,7 @@ pub struct App {
     /// Its writer.
     pub writer: GroupCommit,
     /// Leases and acks.
-    pub members: Members,
+    pub members: Box<dyn Membership>,
     /// Credentials.
     pub auth: Authenticator,
     /// Longest a `wait: true` purge waits (beyond it, a lease holder is surely expired).
@@ -47,6 +47,7 @@ fn denied(why: Denied) -> Response {
             error(StatusCode::UNAUTHORIZED, message)
         }
         Denied::Forbidden(message) => forbidden(message),
+        Denied::Unavailable(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
     }
 }
 
@@ -90,7 +91,7 @@ async fn purge(State(app): State<Arc<App>>, request: Request) -> Response {
         Ok(parts) => parts,
         Err(response) => return response,
     };
-    let scope = match app.auth.purge(&headers, &body) {
+    let scope = match app.auth.purge(&headers, &body).await {
         Ok(scope) => scope,
         Err(why) => return denied(why),
     };
@@ -107,7 +108,7 @@ async fn purge(State(app): State<Arc<App>>, request: Request) -> Response {
     };
     let record = match app.writer.append(record).await {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("purge log unavailable: {e}")),
+        Err(e) => return unavailable(e),
     };
     METRICS.append_seconds.observe(started.elapsed().as_secs_f64());
     for kind in request.kinds() {
@@ -142,7 +143,10 @@ async fn purge_status(State(app): State<Arc<App>>, headers: HeaderMap, Path(seq)
     let Ok(seq) = seq.parse::<u64>() else {
         return invalid(format!("`{seq}` is not a sequence number"));
     };
-    let bounds = app.log.bounds();
+    let bounds = match app.log.current_bounds().await {
+        Ok(bounds) => bounds,
+        Err(e) => return unavailable(e),
+    };
     if seq == 0 || seq > bounds.head {
         return error(
             StatusCode::NOT_FOUND,
@@ -152,13 +156,14 @@ async fn purge_status(State(app): State<Arc<App>>, headers: HeaderMap, Path(seq)
     let record = if seq >= bounds.first {
         app.log
             .read_from(seq, 1)
+            .await
             .ok()
             .and_then(|mut r| r.pop())
             .filter(|r| r.seq == seq)
     } else {
         None
     };
-    let (status, _) = app.members.status(seq);
+    let status = app.members.status(seq).await;
     let mut body = serde_json::to_value(&status).unwrap_or_default();
     body["purge"] = serde_json::to_value(record).unwrap_or_default();
     axum::Json(body).into_response()
@@ -185,7 +190,35 @@ async fn lease(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> 
     if let Some(refusal) = speaking_for_another(&node, &request.node) {
         return refusal;
     }
-    axum::Json(app.members.renew(&request, app.log.bounds().head)).into_response()
+    let head = match head_for(&app, request.applied).await {
+        Ok(head) => head,
+        Err(response) => return response,
+    };
+    match app.members.renew(&request, head).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(e) => membership_error(e),
+    }
+}
+
+/// The log's head against which a node's claim to have applied `applied` is checked: the one
+/// last heard of, unless the claim is beyond it, when another replica may have appended since.
+async fn head_for(app: &App, applied: u64) -> Result<u64, Response> {
+    let head = app.log.bounds().head;
+    if applied <= head {
+        return Ok(head);
+    }
+    app.log.current_bounds().await.map(|b| b.head).map_err(unavailable)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, format!("purge log unavailable: {e}"))
+}
+
+fn membership_error(e: MembershipError) -> Response {
+    match e {
+        MembershipError::Refused(message) => error(StatusCode::CONFLICT, message),
+        MembershipError::Unavailable(_) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -200,9 +233,13 @@ async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Re
     if let Some(refusal) = speaking_for_another(&node, &ack.node) {
         return refusal;
     }
-    match app.members.ack(&ack.node, ack.applied, app.log.bounds().head) {
+    let head = match head_for(&app, ack.applied).await {
+        Ok(head) => head,
+        Err(response) => return response,
+    };
+    match app.members.ack(&ack.node, ack.applied, head).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error(StatusCode::CONFLICT, e),
+        Err(e) => membership_error(e),
     }
 }
 
@@ -224,12 +261,18 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
         return denied(why);
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let mut head = app.writer.head();
+    let mut head = app.log.heads();
     let mut stopping = app.stopping.clone();
     tokio::spawn(async move {
         let line = |l: &LogLine| Ok(Bytes::from(encode_line(l)));
         let mut next = q.from.max(1);
-        let bounds = app.log.bounds();
+        let bounds = match app.log.current_bounds().await {
+            Ok(bounds) => bounds,
+            Err(e) => {
+                tracing::warn!(error = %e, "the purge log is out of reach; a subscriber waits");
+                return;
+            }
+        };
         // Behind the retention, or ahead of the head (this log lost what the node applied):
         // either way the node cannot know what it missed, so it starts over.
         if next < bounds.first || next > bounds.head + 1 {
@@ -244,7 +287,7 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
         }
         loop {
             head.borrow_and_update();
-            let records = match app.log.read_from(next, 512) {
+            let records = match app.log.read_from(next, 512).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the purge log for a subscriber");

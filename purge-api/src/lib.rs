@@ -4,8 +4,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod control_plane;
+pub mod etcd;
 pub mod http;
 pub mod log;
 pub mod members;
 pub mod metrics;
+pub mod replay;
 pub mod request;

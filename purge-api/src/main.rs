@@ -9,9 +9,9 @@ use axum::serve::ListenerExt;
 use clap::Parser;
 use fresco_purge_api::auth::{Authenticator, Credentials};
 use fresco_purge_api::config::PurgeApiConfig;
+use fresco_purge_api::control_plane::ControlPlane;
 use fresco_purge_api::http::{App, router};
-use fresco_purge_api::log::{GroupCommit, PurgeLog, RedbLog};
-use fresco_purge_api::members::{GrantRecord, Members};
+use fresco_purge_api::log::GroupCommit;
 
 /// fresco purge API: accepts purges (bearer token or signed origin webhook), writes them to a
 /// durable log, streams the log to every edge and shield, and answers once every node holding a
@@ -89,30 +89,34 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     fresco_telemetry::init_logging(&config.log_format);
-    let log: Arc<dyn PurgeLog> = match RedbLog::open(&config.data_dir) {
-        Ok(log) => Arc::new(log),
+    let control_plane = match ControlPlane::open(&config).await {
+        Ok(plane) => plane,
         Err(e) => {
             eprintln!("purge-api: {e}");
             return ExitCode::from(1);
         }
     };
+    let ControlPlane {
+        log,
+        members,
+        replay,
+        backend,
+    } = control_plane;
     let bounds = log.bounds();
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let app = Arc::new(App {
         stopping,
         writer: GroupCommit::start(log.clone()),
-        members: Members::new(
-            config.lease(),
-            config.lease_bound(),
-            bounds.head,
-            GrantRecord::in_dir(&config.data_dir),
+        members,
+        auth: Authenticator::new(
+            Credentials {
+                tokens: config.tokens.clone(),
+                node_keys: config.node_keys.clone(),
+                revoked_nodes: config.revoked_nodes.clone(),
+                webhook_secrets: config.webhook_secrets.clone(),
+            },
+            replay,
         ),
-        auth: Authenticator::new(Credentials {
-            tokens: config.tokens.clone(),
-            node_keys: config.node_keys.clone(),
-            revoked_nodes: config.revoked_nodes.clone(),
-            webhook_secrets: config.webhook_secrets.clone(),
-        }),
         // A holder that neither acks nor renews is surely expired after one bound; one that
         // renews without progress loses its lease at its second renewal.
         max_wait: config.lease_bound() * 2 + config.lease(),
@@ -125,7 +129,7 @@ async fn main() -> ExitCode {
             let bounds = log.bounds();
             if bounds.head > retention
                 && bounds.first <= bounds.head - retention
-                && let Err(e) = log.truncate_before(bounds.head - retention + 1)
+                && let Err(e) = log.truncate_before(bounds.head - retention + 1).await
             {
                 tracing::error!(error = %e, "truncating the purge log");
             }
@@ -138,7 +142,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!(listen = %config.listen, head = bounds.head, first = bounds.first, lease_ms = config.lease_ms, "purge-api ready");
+    tracing::info!(listen = %config.listen, backend, head = bounds.head, first = bounds.first, lease_ms = config.lease_ms, "purge-api ready");
     let shutdown = async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");

@@ -2,7 +2,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    Histogram, IntCounterVec, IntGauge, register_histogram, register_int_counter_vec, register_int_gauge,
+    Histogram, HistogramVec, IntCounterVec, IntGauge, register_histogram, register_histogram_vec,
+    register_int_counter_vec, register_int_gauge,
 };
 
 /// purge-api's metrics.
@@ -21,6 +22,10 @@ pub struct PurgeMetrics {
     pub leased: IntGauge,
     /// Nodes behind the head.
     pub lagging: IntGauge,
+    /// etcd calls by operation (etcd control plane only).
+    pub etcd_seconds: HistogramVec,
+    /// Failed etcd calls by operation: an operator alarms on these.
+    pub etcd_errors: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -51,4 +56,17 @@ pub static METRICS: Lazy<PurgeMetrics> = Lazy::new(|| PurgeMetrics {
     head: register_int_gauge!("fresco_purge_log_head", "Sequence number of the newest purge").unwrap(),
     leased: register_int_gauge!("fresco_purge_leased_nodes", "Nodes holding a lease").unwrap(),
     lagging: register_int_gauge!("fresco_purge_lagging_nodes", "Nodes that have not applied the head").unwrap(),
+    etcd_seconds: register_histogram_vec!(
+        "fresco_etcd_request_seconds",
+        "Latency of etcd calls, by operation",
+        &["operation"],
+        BUCKETS.to_vec()
+    )
+    .unwrap(),
+    etcd_errors: register_int_counter_vec!(
+        "fresco_etcd_errors_total",
+        "etcd calls that failed, by operation",
+        &["operation"]
+    )
+    .unwrap(),
 });

@@ -51,6 +51,7 @@ pub struct ClusterBuilder {
     replicas: usize,
     state: Option<Arc<tempfile::TempDir>>,
     tls: bool,
+    etcd: bool,
 }
 
 impl Default for ClusterBuilder {
@@ -65,6 +66,7 @@ impl Default for ClusterBuilder {
             replicas: 1,
             state: None,
             tls: false,
+            etcd: false,
         }
     }
 }
@@ -115,6 +117,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// `devcluster --control-plane etcd`: 3 etcd members and 2 purge-api replicas
+    /// (`info.etcd`, `info.purge_apis`).
+    pub fn etcd(mut self) -> Self {
+        self.etcd = true;
+        self
+    }
+
     /// Reuses the state dir of a stopped cluster (its ports, ids and caches).
     pub fn state_of_dir(mut self, state: Arc<tempfile::TempDir>) -> Self {
         self.state = Some(state);
@@ -148,6 +157,9 @@ impl ClusterBuilder {
         }
         if self.tls {
             cmd.arg("--tls");
+        }
+        if self.etcd {
+            cmd.args(["--control-plane", "etcd"]);
         }
         let mut child = cmd.spawn().expect("devcluster starts");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -300,9 +312,14 @@ impl PurgeAnswer {
 impl Cluster {
     /// `POST /v1/purge` with the cluster's bearer token.
     pub async fn purge(&self, body: serde_json::Value) -> PurgeAnswer {
+        self.purge_at(&self.info.purge_api, body).await
+    }
+
+    /// `POST /v1/purge` to the purge-api at `purge_api` (one replica of `info.purge_apis`).
+    pub async fn purge_at(&self, purge_api: &str, body: serde_json::Value) -> PurgeAnswer {
         let resp = self
             .http()
-            .post(format!("{}/v1/purge", self.info.purge_api))
+            .post(format!("{purge_api}/v1/purge"))
             .bearer_auth(&self.info.purge_token)
             .json(&body)
             .send()

@@ -394,8 +394,9 @@ pub struct CacheSection {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreshnessSection {
-    /// purge-api's base URL, `http://host:port`.
-    pub purge_api: String,
+    /// purge-api's base URL, `http://host:port`, or a list of its replicas' (etcd control
+    /// plane): the node follows the first and moves to the next when one fails.
+    pub purge_api: crate::freshness::purge_apis::PurgeApiUrls,
     /// This node's credential for purge-api's node protocol, `<node id>.<hex>`
     /// (`purge-api credential --node ID` prints it). Not a purge token: those cannot reach the
     /// node protocol.
@@ -627,7 +628,10 @@ impl NodeConfig {
             }
         }
         if let Some(f) = &self.freshness {
-            if let Err(message) = parse_origin(&f.purge_api) {
+            if f.purge_api.0.is_empty() {
+                return fail("freshness.purge_api", "names no purge-api");
+            }
+            if let Some(message) = f.purge_api.0.iter().find_map(|url| parse_origin(url).err()) {
                 return fail("freshness.purge_api", &message);
             }
             if f.credential.split_once('.').map(|(node, _)| node) != Some(self.node_id.as_str()) {

@@ -13,10 +13,12 @@ use fresco_protocol::{LogLine, PurgeRecord};
 
 use super::FeedHub;
 use crate::freshness::log_stream::LogStream;
+use crate::freshness::purge_apis::PurgeApiUrls;
 
-/// Reads the `history` purges ending at the hub's start position from `purge_api` and puts them
-/// in front of the history. Gives up (leaving the history as it is) after a few failures.
-pub async fn run(hub: Arc<FeedHub>, http: reqwest::ClientBuilder, purge_api: String, credential: String) {
+/// Reads the `history` purges ending at the hub's start position from `purge_api` (each replica
+/// in turn) and puts them in front of the history. Gives up (leaving the history as it is)
+/// after a few failures.
+pub async fn run(hub: Arc<FeedHub>, http: reqwest::ClientBuilder, purge_api: PurgeApiUrls, credential: String) {
     let until = hub.started_at();
     if until == 0 {
         hub.prefill(&[]);
@@ -28,7 +30,8 @@ pub async fn run(hub: Arc<FeedHub>, http: reqwest::ClientBuilder, purge_api: Str
         .build()
         .expect("an HTTP client");
     for attempt in 0..5u32 {
-        match read_log(&http, &purge_api, &credential, from, until).await {
+        let replica = &purge_api.0[attempt as usize % purge_api.0.len()];
+        match read_log(&http, replica, &credential, from, until).await {
             Ok(records) => {
                 tracing::info!(
                     from,

@@ -11,6 +11,7 @@
 
 pub mod log_stream;
 pub mod prefix_trie;
+pub mod purge_apis;
 pub mod rules;
 pub mod subscriber;
 

@@ -8,13 +8,14 @@ use tokio::sync::Notify;
 
 use super::Freshness;
 use super::log_stream::LogStream;
+use super::purge_apis::{PurgeApiUrls, PurgeApis};
 use crate::metrics::METRICS;
 
 /// Where a node finds purge-api and who it is there.
 #[derive(Clone, Debug)]
 pub struct SubscriberConfig {
-    /// purge-api's base URL.
-    pub purge_api: String,
+    /// purge-api's replicas.
+    pub purge_api: PurgeApiUrls,
     /// This node's credential for purge-api.
     pub credential: String,
     /// This node's id.
@@ -32,6 +33,7 @@ pub struct SubscriberConfig {
 struct Subscriber {
     fresh: Arc<Freshness>,
     config: SubscriberConfig,
+    apis: PurgeApis,
     http: reqwest::Client,
     /// Wakes the lease loop early (after catching up while fenced).
     renew_now: Notify,
@@ -47,6 +49,7 @@ pub async fn run(fresh: Arc<Freshness>, config: SubscriberConfig) {
         .expect("an HTTP client");
     let sub = Arc::new(Subscriber {
         fresh,
+        apis: PurgeApis::new(&config.purge_api),
         config,
         http,
         renew_now: Notify::new(),
@@ -57,10 +60,6 @@ pub async fn run(fresh: Arc<Freshness>, config: SubscriberConfig) {
 }
 
 impl Subscriber {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.config.purge_api.trim_end_matches('/'))
-    }
-
     async fn stream_loop(self: &Arc<Self>) {
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -79,9 +78,15 @@ impl Subscriber {
     /// Streams the log from the next unapplied sequence until the stream ends or fails.
     async fn stream_once(self: &Arc<Self>) -> Result<(), String> {
         let from = self.fresh.applied() + 1;
-        let mut stream = LogStream::open(&self.http, &self.config.purge_api, &self.config.credential, from).await?;
+        let (replica, purge_api) = self.apis.base();
+        let opened = LogStream::open(&self.http, purge_api, &self.config.credential, from).await;
+        let mut stream = opened.inspect_err(|_| self.apis.failed(replica))?;
         // A heartbeat comes every second; silence for three means the stream is dead.
-        while let Some(lines) = stream.next_lines(Duration::from_secs(3)).await? {
+        while let Some(lines) = stream
+            .next_lines(Duration::from_secs(3))
+            .await
+            .inspect_err(|_| self.apis.failed(replica))?
+        {
             let mut batch: Vec<PurgeRecord> = Vec::new();
             for line in lines {
                 match line {
@@ -117,17 +122,22 @@ impl Subscriber {
         // may then arrive out of order, which is harmless: purge-api keeps the highest.
         let sub = self.clone();
         tokio::spawn(async move {
+            let (replica, url) = sub.apis.url("/v1/ack");
             let sent = sub
                 .http
-                .post(sub.url("/v1/ack"))
+                .post(url)
                 .bearer_auth(&sub.config.credential)
                 .json(&ack)
                 .send()
                 .await;
             match sent {
                 Ok(r) if r.status().as_u16() == 409 => sub.renew_now.notify_one(),
+                Ok(r) if r.status().is_server_error() => sub.apis.failed(replica),
                 Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "ack failed; the next lease renewal reports progress"),
+                Err(e) => {
+                    sub.apis.failed(replica);
+                    tracing::debug!(error = %e, "ack failed; the next lease renewal reports progress")
+                }
             }
         });
         if !self.fresh.is_leased() {
@@ -160,18 +170,22 @@ impl Subscriber {
         };
         // The lease runs from when the request was sent, never from when the answer came.
         let sent = Instant::now();
-        let answer = self
+        let (replica, url) = self.apis.url("/v1/lease");
+        let answered = self
             .http
-            .post(self.url("/v1/lease"))
+            .post(url)
             .bearer_auth(&self.config.credential)
             .timeout(Duration::from_secs(1))
             .json(&request)
             .send()
             .await
-            .ok()?
-            .json::<LeaseResponse>()
-            .await
-            .ok()?;
+            .and_then(reqwest::Response::error_for_status);
+        // A replica that cannot answer (down, or cut off from etcd) is left for the next.
+        let Ok(answered) = answered else {
+            self.apis.failed(replica);
+            return None;
+        };
+        let answer = answered.json::<LeaseResponse>().await.ok()?;
         if answer.granted {
             self.fresh.grant(sent, Duration::from_millis(answer.lease_ms));
         } else {

@@ -236,33 +236,19 @@ impl ShieldRouter {
             .set(count(&|s| s.health.passively_down(now)));
     }
 
-    /// Asks purge-api for its members and rebuilds the ring if the shields changed.
+    /// Asks purge-api (each replica in turn, until one answers: they list the same members)
+    /// for its members and rebuilds the ring if the shields changed.
     async fn discover(&self, http: &reqwest::Client) {
         let Some(freshness) = &self.discovery else { return };
-        let url = format!("{}/v1/members", freshness.purge_api.trim_end_matches('/'));
-        let answer = http
-            .get(url)
-            .bearer_auth(&freshness.credential)
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await;
-        let list = match answer {
-            Ok(r) if r.status().is_success() => r.json::<MemberList>().await,
-            Ok(r) => {
-                tracing::debug!(status = %r.status(), "purge-api refused the member list");
-                return;
+        for purge_api in &freshness.purge_api.0 {
+            match member_list(http, purge_api, &freshness.credential).await {
+                Ok(list) => {
+                    self.membership.lock().update(&list, Instant::now());
+                    self.rebuild();
+                    return;
+                }
+                Err(e) => tracing::debug!(purge_api, error = %e, "no member list; the ring stays as it is"),
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "purge-api's member list is out of reach; the ring stays as it is");
-                return;
-            }
-        };
-        match list {
-            Ok(list) => {
-                self.membership.lock().update(&list, Instant::now());
-                self.rebuild();
-            }
-            Err(e) => tracing::warn!(error = %e, "purge-api's member list does not parse"),
         }
     }
 
@@ -296,3 +282,18 @@ pub const SLOW_RETRIES: u32 = 3;
 
 /// How often purge-api's member list is read.
 const DISCOVERY_PERIOD: Duration = Duration::from_secs(1);
+
+/// `GET /v1/members` of one purge-api.
+async fn member_list(http: &reqwest::Client, purge_api: &str, credential: &str) -> Result<MemberList, String> {
+    let answer = http
+        .get(format!("{}/v1/members", purge_api.trim_end_matches('/')))
+        .bearer_auth(credential)
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !answer.status().is_success() {
+        return Err(format!("purge-api answered {}", answer.status()));
+    }
+    answer.json::<MemberList>().await.map_err(|e| e.to_string())
+}

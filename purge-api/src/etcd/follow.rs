@@ -1,0 +1,71 @@
+//! Keeps a view of one key range current: a read, then a watch from just after it; after a
+//! broken watch, a fresh read. Nothing is missed and nothing is seen twice out of order.
+
+use std::time::Duration;
+
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use tokio::sync::oneshot;
+
+use super::{prefix_end, timed};
+
+/// What a view does with the range's contents.
+pub(crate) trait Follower: Send + 'static {
+    /// Every key of the range at `revision`: the view is rebuilt from it.
+    fn snapshot(&mut self, kvs: &[KeyValue], revision: i64);
+    /// A key was written (at `kv.mod_revision()`).
+    fn put(&mut self, kv: &KeyValue);
+    /// A key was deleted at `revision`.
+    fn delete(&mut self, key: &[u8], revision: i64);
+}
+
+/// Follows the keys under `prefix` for ever; `ready` is told after the first snapshot.
+pub(crate) async fn follow<F: Follower>(
+    mut client: Client,
+    prefix: String,
+    mut follower: F,
+    mut ready: Option<oneshot::Sender<()>>,
+) {
+    loop {
+        if let Err(e) = follow_once(&mut client, &prefix, &mut follower, &mut ready).await {
+            tracing::warn!(prefix, error = %e, "etcd watch broke; reading the range again");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn follow_once<F: Follower>(
+    client: &mut Client,
+    prefix: &str,
+    follower: &mut F,
+    ready: &mut Option<oneshot::Sender<()>>,
+) -> Result<(), etcd_client::Error> {
+    let range = GetOptions::new().with_range(prefix_end(prefix));
+    let snapshot = timed("range", client.get(prefix, Some(range))).await?;
+    let revision = snapshot.header().map_or(0, |h| h.revision());
+    follower.snapshot(snapshot.kvs(), revision);
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(());
+    }
+    let options = WatchOptions::new()
+        .with_range(prefix_end(prefix))
+        .with_start_revision(revision + 1)
+        .with_progress_notify();
+    let mut stream = timed("watch", client.watch(prefix, Some(options))).await?;
+    while let Some(response) = stream.message().await? {
+        if response.canceled() {
+            return Err(etcd_client::Error::WatchError(format!(
+                "watch canceled: {}",
+                response.cancel_reason()
+            )));
+        }
+        let revision = response.header().map_or(0, |h| h.revision());
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            match event.event_type() {
+                EventType::Put => follower.put(kv),
+                EventType::Delete => follower.delete(kv.key(), kv.mod_revision().max(revision)),
+            }
+        }
+    }
+    Err(etcd_client::Error::WatchError("watch stream ended".into()))
+}

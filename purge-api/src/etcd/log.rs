@@ -1,0 +1,215 @@
+//! [`PurgeLog`] in etcd: any replica appends, every replica reads.
+//!
+//! An append is one transaction that writes the records and the new head, on the condition
+//! that the head is still the one they were numbered after (its mod revision): two replicas
+//! appending at once cannot both win, the loser renumbers and tries again, so sequence numbers
+//! stay consecutive across replicas and etcd leader changes.
+
+use std::sync::Arc;
+
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp};
+use fresco_protocol::PurgeRecord;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch};
+
+use super::follow::{Follower, follow};
+use super::{Keys, padded, parse_seq, prefix_end, timed};
+use crate::log::{LogBounds, LogError, PurgeLog, decode, encode, number_after, storage};
+
+/// Records per transaction: etcd refuses more than 128 operations in one (`--max-txn-ops`).
+const RECORDS_PER_TXN: usize = 100;
+/// Renumberings an append tries before it gives up (only other replicas' appends cause them).
+const APPEND_ATTEMPTS: usize = 64;
+
+/// The purge log in etcd.
+pub struct EtcdLog {
+    client: Client,
+    keys: Keys,
+    state: Arc<LogState>,
+}
+
+#[derive(Default)]
+struct Known {
+    bounds: LogBounds,
+    /// The mod revision of the head key when it said `bounds.head`.
+    head_revision: i64,
+}
+
+struct LogState {
+    known: Mutex<Known>,
+    heads: watch::Sender<u64>,
+}
+
+impl LogState {
+    /// Takes news of the bounds; old news (a lower revision) changes nothing.
+    fn learn(&self, head: Option<(u64, i64)>, first: Option<u64>) {
+        let mut known = self.known.lock();
+        if let Some((head, revision)) = head
+            && revision > known.head_revision
+        {
+            known.bounds.head = known.bounds.head.max(head);
+            known.head_revision = revision;
+        }
+        if let Some(first) = first {
+            known.bounds.first = known.bounds.first.max(first);
+        }
+        let head = known.bounds.head;
+        drop(known);
+        self.heads.send_if_modified(|h| {
+            let moved = *h < head;
+            *h = (*h).max(head);
+            moved
+        });
+    }
+
+    fn learn_kvs(&self, keys: &Keys, kvs: &[KeyValue]) {
+        for kv in kvs {
+            let value = parse_seq(kv.value());
+            if kv.key() == keys.head().as_bytes() {
+                self.learn(value.map(|v| (v, kv.mod_revision())), None);
+            } else if kv.key() == keys.first().as_bytes() {
+                self.learn(None, value);
+            }
+        }
+    }
+}
+
+struct MetaFollower {
+    keys: Keys,
+    state: Arc<LogState>,
+}
+
+impl Follower for MetaFollower {
+    fn snapshot(&mut self, kvs: &[KeyValue], _revision: i64) {
+        self.state.learn_kvs(&self.keys, kvs);
+    }
+    fn put(&mut self, kv: &KeyValue) {
+        self.state.learn_kvs(&self.keys, std::slice::from_ref(kv));
+    }
+    fn delete(&mut self, _key: &[u8], _revision: i64) {}
+}
+
+fn etcd(e: etcd_client::Error) -> LogError {
+    storage(format!("etcd: {e}"))
+}
+
+impl EtcdLog {
+    /// Opens the log under `keys` and follows its bounds; returns once they are read.
+    pub(crate) async fn open(client: Client, keys: Keys) -> Result<Self, LogError> {
+        let state = Arc::new(LogState {
+            known: Mutex::new(Known {
+                bounds: LogBounds { first: 1, head: 0 },
+                head_revision: 0,
+            }),
+            heads: watch::channel(0).0,
+        });
+        let (ready, read) = oneshot::channel();
+        let follower = MetaFollower {
+            keys: keys.clone(),
+            state: state.clone(),
+        };
+        tokio::spawn(follow(client.clone(), keys.log_meta(), follower, Some(ready)));
+        read.await.map_err(storage)?;
+        Ok(Self { client, keys, state })
+    }
+
+    /// Appends one transaction's worth of records.
+    async fn append_chunk(&self, records: &[PurgeRecord]) -> Result<Vec<PurgeRecord>, LogError> {
+        let mut client = self.client.clone();
+        for _ in 0..APPEND_ATTEMPTS {
+            let (head, revision) = {
+                let known = self.state.known.lock();
+                (known.bounds.head, known.head_revision)
+            };
+            let numbered = number_after(head, records.to_vec());
+            let last = numbered.last().map_or(head, |r| r.seq);
+            let mut writes = vec![TxnOp::put(self.keys.head(), padded(last), None)];
+            writes.extend(
+                numbered
+                    .iter()
+                    .map(|r| TxnOp::put(self.keys.record(r.seq), encode(r), None)),
+            );
+            let txn = Txn::new()
+                .when([Compare::mod_revision(self.keys.head(), CompareOp::Equal, revision)])
+                .and_then(writes)
+                .or_else([TxnOp::get(self.keys.head(), None)]);
+            let answer = timed("append", client.txn(txn)).await.map_err(etcd)?;
+            if answer.succeeded() {
+                let revision = answer.header().map_or(0, |h| h.revision());
+                self.state.learn(Some((last, revision)), None);
+                return Ok(numbered);
+            }
+            // Another replica appended first: renumber after its head.
+            for response in answer.op_responses() {
+                if let etcd_client::TxnOpResponse::Get(get) = response {
+                    self.state.learn_kvs(&self.keys, get.kvs());
+                }
+            }
+        }
+        Err(storage("etcd: the head kept moving; append not written"))
+    }
+}
+
+#[async_trait::async_trait]
+impl PurgeLog for EtcdLog {
+    async fn append(&self, records: Vec<PurgeRecord>) -> Result<Vec<PurgeRecord>, LogError> {
+        let mut numbered = Vec::with_capacity(records.len());
+        for chunk in records.chunks(RECORDS_PER_TXN) {
+            numbered.extend(self.append_chunk(chunk).await?);
+        }
+        Ok(numbered)
+    }
+
+    async fn read_from(&self, from: u64, max: usize) -> Result<Vec<PurgeRecord>, LogError> {
+        let options = GetOptions::new()
+            .with_range(prefix_end(&self.keys.records()))
+            .with_limit(max as i64);
+        let answer = timed("read", self.client.clone().get(self.keys.record(from), Some(options)))
+            .await
+            .map_err(etcd)?;
+        let prefix = self.keys.records().len();
+        answer
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let seq = kv
+                    .key()
+                    .get(prefix..)
+                    .and_then(parse_seq)
+                    .ok_or_else(|| storage("etcd: a record key is not a sequence number"))?;
+                decode(seq, kv.value())
+            })
+            .collect()
+    }
+
+    fn bounds(&self) -> LogBounds {
+        self.state.known.lock().bounds
+    }
+
+    async fn current_bounds(&self) -> Result<LogBounds, LogError> {
+        let options = GetOptions::new().with_range(prefix_end(&self.keys.log_meta()));
+        let answer = timed("range", self.client.clone().get(self.keys.log_meta(), Some(options)))
+            .await
+            .map_err(etcd)?;
+        self.state.learn_kvs(&self.keys, answer.kvs());
+        Ok(self.bounds())
+    }
+
+    fn heads(&self) -> watch::Receiver<u64> {
+        self.state.heads.subscribe()
+    }
+
+    async fn truncate_before(&self, seq: u64) -> Result<(), LogError> {
+        let first = self.bounds().first.max(seq.min(self.bounds().head + 1));
+        let txn = Txn::new().and_then([
+            TxnOp::delete(
+                self.keys.record(0),
+                Some(DeleteOptions::new().with_range(self.keys.record(seq))),
+            ),
+            TxnOp::put(self.keys.first(), padded(first), None),
+        ]);
+        timed("truncate", self.client.clone().txn(txn)).await.map_err(etcd)?;
+        self.state.learn(None, Some(first));
+        Ok(())
+    }
+}
