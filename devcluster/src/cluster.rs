@@ -40,6 +40,8 @@ pub struct ClusterOptions {
     pub tls: bool,
     /// Where purge-api keeps its state.
     pub control_plane: ControlPlane,
+    /// With [`ControlPlane::Etcd`]: use these members' client URLs instead of starting three.
+    pub etcd_endpoints: Vec<String>,
 }
 
 /// `--control-plane`.
@@ -373,7 +375,19 @@ async fn start(
             vec![format!("data_dir: {}\n", state.purge_api_data().display())],
         ),
         ControlPlane::Etcd => {
-            let etcd = start_etcd(state, ports, processes).await?;
+            let etcd = match options.etcd_endpoints.as_slice() {
+                [] => start_etcd(state, ports, processes).await?,
+                given => given
+                    .iter()
+                    .enumerate()
+                    .map(|(i, url)| EtcdInfo {
+                        name: format!("etcd-{}", i + 1),
+                        client_url: url.trim_end_matches('/').to_string(),
+                        peer_url: String::new(),
+                        pid: 0,
+                    })
+                    .collect(),
+            };
             let endpoints: Vec<&str> = etcd.iter().map(|m| m.client_url.as_str()).collect();
             let section = format!("control_plane:\n  etcd:\n    endpoints: [{}]\n", endpoints.join(", "));
             (etcd, vec![section; ETCD_REPLICAS])
@@ -494,13 +508,12 @@ async fn start_etcd(
     let members = crate::etcd::members(ports)?;
     let mut started = Vec::new();
     for member in &members {
-        let args = crate::etcd::args(member, &members, state);
+        let args = crate::etcd::args(member, &members, &state.etcd_data(&member.name));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = spawn(&member.name, &binary, &args, state)?;
         started.push(EtcdInfo {
-            name: member.name.clone(),
-            client_url: member.client_url.clone(),
             pid: process.child.id().unwrap_or_default(),
+            ..member.clone()
         });
         processes.push(process);
     }

@@ -1,11 +1,12 @@
 //! `devcluster --control-plane etcd`: a 3-member etcd cluster (the Debian `etcd-server`
 //! package's `etcd`) for purge-api's replicas.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::state::{EtcdInfo, Ports, StateDir};
+use crate::state::{EtcdInfo, Ports};
 
 /// How many members: the smallest cluster that survives the loss of one.
 pub const MEMBERS: usize = 3;
@@ -13,34 +14,26 @@ pub const MEMBERS: usize = 3;
 /// How long the members get to elect a leader.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-/// One member about to start.
-pub struct Member {
-    /// `etcd-1`, …
-    pub name: String,
-    /// Where clients reach it.
-    pub client_url: String,
-    peer_url: String,
-}
-
-/// The members' names and addresses (kept across restarts in `ports.json`).
-pub fn members(ports: &mut Ports) -> anyhow::Result<Vec<Member>> {
+/// The members' names and addresses on `ports` (kept across restarts in `ports.json`).
+pub fn members(ports: &mut Ports) -> anyhow::Result<Vec<EtcdInfo>> {
     (1..=MEMBERS)
         .map(|i| {
             let name = format!("etcd-{i}");
-            Ok(Member {
+            Ok(EtcdInfo {
                 client_url: format!("http://{}", ports.addr(&name)?),
                 peer_url: format!("http://{}", ports.addr(&format!("{name}-peer"))?),
                 name,
+                pid: 0,
             })
         })
         .collect()
 }
 
-/// The arguments `etcd` runs member `member` with. A data dir from an earlier run rejoins its
-/// cluster; a new one starts it. Election and heartbeat are tighter than etcd's defaults
-/// (1000/100 ms), as on a LAN, so that a leader's loss is noticed well within a lease.
-pub fn args(member: &Member, all: &[Member], state: &StateDir) -> Vec<String> {
-    let data_dir = state.etcd_data(&member.name);
+/// The arguments `etcd` runs `member` of `all` with, its data in `data_dir`. A data dir from
+/// an earlier run rejoins its cluster; a new one starts it. Election and heartbeat are tighter
+/// than etcd's defaults (1000/100 ms), as suits one machine or a LAN, so that a leader's loss
+/// is over well within the budget of an etcd call (`control_plane.etcd.timeout_ms`).
+pub fn args(member: &EtcdInfo, all: &[EtcdInfo], data_dir: &Path) -> Vec<String> {
     let initial_state = if data_dir.join("member").exists() {
         "existing"
     } else {
@@ -57,8 +50,8 @@ pub fn args(member: &Member, all: &[Member], state: &StateDir) -> Vec<String> {
         ("--initial-cluster", cluster.join(",")),
         ("--initial-cluster-state", initial_state.into()),
         ("--initial-cluster-token", "fresco-devcluster".into()),
-        ("--heartbeat-interval", "50".into()),
-        ("--election-timeout", "500".into()),
+        ("--heartbeat-interval", "25".into()),
+        ("--election-timeout", "250".into()),
         // fresco reads the log by key, never old revisions: keep a little history only.
         ("--auto-compaction-mode", "revision".into()),
         ("--auto-compaction-retention", "10000".into()),

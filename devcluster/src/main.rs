@@ -56,6 +56,10 @@ struct Cli {
     /// them as `etcd` and `purge_apis`).
     #[arg(long, value_enum, default_value = "embedded")]
     control_plane: ControlPlane,
+    /// With `--control-plane etcd`: use the etcd cluster at these client URLs (comma-separated)
+    /// instead of starting one.
+    #[arg(long, value_name = "URLS", value_delimiter = ',', requires = "control_plane")]
+    etcd_endpoints: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -201,6 +205,7 @@ async fn main() -> ExitCode {
                 replicas: cli.replicas,
                 tls: cli.tls,
                 control_plane: cli.control_plane,
+                etcd_endpoints: cli.etcd_endpoints,
             })
             .await
         }

@@ -51,7 +51,10 @@ pub struct EtcdInfo {
     pub name: String,
     /// Where clients reach it.
     pub client_url: String,
-    /// Its process id.
+    /// Where the other members reach it (empty for a member devcluster did not start).
+    #[serde(default)]
+    pub peer_url: String,
+    /// Its process id (0: not started by devcluster).
     pub pid: u32,
 }
 

@@ -31,17 +31,18 @@ impl ControlPlane {
         match (&config.control_plane.etcd, &config.data_dir) {
             (Some(etcd), _) => {
                 let opening = async {
-                    let client = etcd::connect(etcd).await?;
+                    let connection = etcd::connect(etcd).await?;
                     let keys = etcd::Keys::new(&etcd.prefix);
-                    let log = EtcdLog::open(client.clone(), keys.clone())
+                    let log = EtcdLog::open(connection.clone(), keys.clone())
                         .await
                         .map_err(|e| e.to_string())?;
                     let members =
-                        EtcdMembership::open(client.clone(), keys.clone(), config.lease(), config.lease_bound()).await;
+                        EtcdMembership::open(connection.clone(), keys.clone(), config.lease(), config.lease_bound())
+                            .await?;
                     Ok::<_, String>(Self {
                         log: Arc::new(log),
                         members: Box::new(members),
-                        replay: Box::new(EtcdReplayGuard::new(client, keys)),
+                        replay: Box::new(EtcdReplayGuard::new(connection, keys)),
                         backend: "etcd",
                     })
                 };

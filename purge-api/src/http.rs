@@ -269,7 +269,8 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
         let bounds = match app.log.current_bounds().await {
             Ok(bounds) => bounds,
             Err(e) => {
-                tracing::warn!(error = %e, "the purge log is out of reach; a subscriber waits");
+                tracing::warn!(error = %e, "the purge log is out of reach; a subscriber is cut off");
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                 return;
             }
         };
@@ -291,6 +292,8 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the purge log for a subscriber");
+                    // Cut, not ended: the node then moves on to another replica.
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     return;
                 }
             };

@@ -67,6 +67,9 @@ fn print_credential(config: Option<&std::path::Path>, node: &str) -> ExitCode {
     }
 }
 
+/// The most purges the etcd control plane keeps.
+const ETCD_MOST_RETAINED: u64 = 20_000;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -122,7 +125,19 @@ async fn main() -> ExitCode {
         max_wait: config.lease_bound() * 2 + config.lease(),
         log: log.clone(),
     });
-    let retention = config.retention_entries;
+    let retention = match backend {
+        // etcd keeps its whole key space in memory and refuses writes beyond its quota
+        // (2 GiB by default): at most 64 KiB a purge, this many stay well within it.
+        "etcd" if config.retention_entries > ETCD_MOST_RETAINED => {
+            tracing::warn!(
+                retention_entries = config.retention_entries,
+                kept = ETCD_MOST_RETAINED,
+                "etcd keeps fewer purges than retention_entries asks"
+            );
+            ETCD_MOST_RETAINED
+        }
+        _ => config.retention_entries,
+    };
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;

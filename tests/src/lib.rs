@@ -6,11 +6,13 @@
 
 pub mod browser;
 pub mod corpus;
+pub mod etcd;
 pub mod feed;
 pub mod load;
 pub mod metrics;
 pub mod netns;
 pub mod origin;
+pub mod purge_history;
 pub mod ring;
 pub mod ssh;
 
@@ -51,7 +53,7 @@ pub struct ClusterBuilder {
     replicas: usize,
     state: Option<Arc<tempfile::TempDir>>,
     tls: bool,
-    etcd: bool,
+    etcd: Option<String>,
 }
 
 impl Default for ClusterBuilder {
@@ -66,7 +68,7 @@ impl Default for ClusterBuilder {
             replicas: 1,
             state: None,
             tls: false,
-            etcd: false,
+            etcd: None,
         }
     }
 }
@@ -120,7 +122,14 @@ impl ClusterBuilder {
     /// `devcluster --control-plane etcd`: 3 etcd members and 2 purge-api replicas
     /// (`info.etcd`, `info.purge_apis`).
     pub fn etcd(mut self) -> Self {
-        self.etcd = true;
+        self.etcd = Some(String::new());
+        self
+    }
+
+    /// `devcluster --control-plane etcd --etcd-endpoints URLS`: 2 purge-api replicas over an
+    /// etcd cluster the test started ([`etcd::EtcdCluster::endpoints`]).
+    pub fn etcd_at(mut self, endpoints: String) -> Self {
+        self.etcd = Some(endpoints);
         self
     }
 
@@ -158,8 +167,11 @@ impl ClusterBuilder {
         if self.tls {
             cmd.arg("--tls");
         }
-        if self.etcd {
+        if let Some(endpoints) = &self.etcd {
             cmd.args(["--control-plane", "etcd"]);
+            if !endpoints.is_empty() {
+                cmd.args(["--etcd-endpoints", endpoints]);
+            }
         }
         let mut child = cmd.spawn().expect("devcluster starts");
         let stdout = child.stdout.take().expect("piped stdout");

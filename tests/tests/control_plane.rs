@@ -1,15 +1,25 @@
 //! purge-api as replicas over a 3-member etcd cluster (`devcluster --control-plane etcd`):
-//! one log, one lease table and one member list, whichever replica is asked; a replica killed
-//! with `kill -9` while purges and reads run loses no answered purge and serves no stale read.
+//! one log, one lease table and one member list, whichever replica is asked. Faults, each
+//! while purges and reads run and checked as a history (`fresco_e2e::purge_history`): a
+//! replica killed with `kill -9`; an etcd member killed, then the leader; a member partitioned
+//! into a network namespace; and two of three members down (no quorum), then back.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fresco_e2e::origin::{TestOrigin, versioned_body};
-use fresco_e2e::{Cluster, header, wait_for_pid_exit};
+use fresco_e2e::etcd::{EtcdCluster, Placement};
+use fresco_e2e::netns::TestHost;
+use fresco_e2e::origin::TestOrigin;
+use fresco_e2e::purge_history::{self, Fault};
+use fresco_e2e::{Cluster, header, is_ready, wait_for_pid_exit};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_millis(1000);
+/// The bound on a purge answer through these faults: L + 1 s.
+const ANSWER_BOUND: Duration = Duration::from_millis(2000);
+const RUN: Duration = Duration::from_secs(6);
+const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 async fn etcd_cluster(origin: &TestOrigin) -> Cluster {
     Cluster::builder()
@@ -17,6 +27,23 @@ async fn etcd_cluster(origin: &TestOrigin) -> Cluster {
         .lease_ms(LEASE.as_millis() as u64)
         .etcd()
         .start()
+}
+
+/// A fresco cluster over an etcd cluster the test controls.
+fn cluster_over(etcd: &EtcdCluster, origin: &TestOrigin) -> Arc<Cluster> {
+    Arc::new(
+        Cluster::builder()
+            .origin(&origin.url)
+            .lease_ms(LEASE.as_millis() as u64)
+            .etcd_at(etcd.endpoints())
+            .start(),
+    )
+}
+
+/// Purges sent to the replicas in turn.
+fn alternating(cluster: &Cluster) -> impl Fn(usize) -> String + use<> {
+    let replicas: Vec<String> = cluster.info.purge_apis.iter().map(|r| r.url.clone()).collect();
+    move |round| replicas[round % replicas.len()].clone()
 }
 
 async fn member_ids(cluster: &Cluster, purge_api: &str) -> Vec<String> {
@@ -81,101 +108,176 @@ async fn every_replica_appends_to_one_log_and_counts_every_nodes_acks() {
     );
 }
 
-struct Read {
-    started: Instant,
-    version: u64,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_during_purges_and_reads_loses_nothing_it_answered() {
     let origin = Arc::new(TestOrigin::start().await);
     let cluster = Arc::new(etcd_cluster(&origin).await);
-    let path = "/mut/failover.png";
-    let reads = Arc::new(Mutex::new(Vec::<Read>::new()));
-    let run = Duration::from_secs(6);
-    let started = Instant::now();
-    let mut readers = Vec::new();
-    for reader in 0..2usize {
-        let (cluster, reads) = (cluster.clone(), reads.clone());
-        readers.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .build()
-                .unwrap();
-            while started.elapsed() < run {
-                let begun = Instant::now();
-                let Ok(resp) = http.get(cluster.edge_url(reader, path)).send().await else {
-                    continue;
-                };
-                if resp.status() != 200 {
-                    continue;
-                }
-                let version: u64 = header(&resp, "x-version").parse().unwrap();
-                let body = resp.bytes().await.unwrap();
-                assert_eq!(body.as_ref(), versioned_body(path, version));
-                reads.lock().unwrap().push(Read {
-                    started: begun,
-                    version,
-                });
-            }
-        }));
-    }
     // Purges go to the second replica throughout; the nodes follow the first, which is
     // killed at a third of the run, so they move over while purges are being answered.
     let survivor = cluster.info.purge_apis[1].url.clone();
     let victim = cluster.info.purge_apis[0].pid;
-    let mut answered = Vec::new();
-    let mut version = 1u64;
-    let mut killed_at = None;
-    let mut slowest = Duration::ZERO;
-    while started.elapsed() < run {
-        if killed_at.is_none() && started.elapsed() > run / 3 {
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(victim as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .unwrap();
-            wait_for_pid_exit(victim, "purge-api", Duration::from_secs(5));
-            killed_at = Some(Instant::now());
-        }
-        version += 1;
-        origin.set_version(path, version);
-        let sent = Instant::now();
-        let answer = cluster.purge_at(&survivor, json!({ "urls": [path] })).await;
-        assert_eq!(answer.status, 200, "purge of v{version}: {}", answer.body);
-        let took = sent.elapsed();
-        slowest = slowest.max(took);
-        assert!(
-            took <= LEASE + Duration::from_secs(1),
-            "purge of v{version} took {took:?}, over L + 1 s"
-        );
-        answered.push((version, Instant::now()));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for reader in readers {
-        reader.await.unwrap();
-    }
-    assert!(killed_at.is_some());
-    let reads = std::mem::take(&mut *reads.lock().unwrap());
-    let stale: Vec<String> = reads
-        .iter()
-        .filter_map(|read| {
-            let newest = answered
-                .iter()
-                .filter(|(_, at)| *at < read.started)
-                .map(|(v, _)| *v)
-                .max()?;
-            (read.version < newest).then(|| format!("read v{} after v{newest} was answered", read.version))
-        })
-        .collect();
-    eprintln!(
-        "failover: {} reads, {} purges answered by the survivor (slowest {slowest:?}), {} stale",
-        reads.len(),
-        answered.len(),
-        stale.len()
-    );
-    assert!(reads.len() >= 200, "only {} reads", reads.len());
-    assert!(stale.is_empty(), "stale reads:\n{}", stale.join("\n"));
+    let kill: Fault = Box::new(move || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(victim as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        wait_for_pid_exit(victim, "purge-api", Duration::from_secs(5));
+    });
+    let history = purge_history::run(
+        cluster.clone(),
+        origin,
+        "/mut/failover.png",
+        RUN,
+        move |_| survivor.clone(),
+        vec![(RUN / 3, kill)],
+    )
+    .await;
+    history.assert_held(ANSWER_BOUND);
     // The survivor still lists every node: they moved over to it.
-    assert_eq!(member_ids(&cluster, &survivor).await, ["edge-1", "edge-2", "shield-1"]);
+    assert_eq!(
+        member_ids(&cluster, &cluster.info.purge_apis[1].url).await,
+        ["edge-1", "edge-2", "shield-1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_member_killed_and_then_the_leader_lose_no_purge_and_serve_nothing_stale() {
+    let etcd = EtcdCluster::start(&[
+        Placement::Here(LOOPBACK),
+        Placement::Here(LOOPBACK),
+        Placement::Here(LOOPBACK),
+    ]);
+    let origin = Arc::new(TestOrigin::start().await);
+    let cluster = cluster_over(&etcd, &origin);
+    let etcd = Arc::new(Mutex::new(etcd));
+    let follower = {
+        let leader = etcd.lock().unwrap().leader().expect("a leader");
+        (leader + 1) % 3
+    };
+    let faults: Vec<(Duration, Fault)> = vec![
+        (RUN / 5, {
+            let etcd = etcd.clone();
+            Box::new(move || etcd.lock().unwrap().kill(follower))
+        }),
+        (RUN * 2 / 5, {
+            let etcd = etcd.clone();
+            Box::new(move || etcd.lock().unwrap().restart(follower))
+        }),
+        (RUN * 3 / 5, {
+            let etcd = etcd.clone();
+            Box::new(move || {
+                let mut etcd = etcd.lock().unwrap();
+                let leader = etcd.leader().expect("a leader before the kill");
+                eprintln!("killing the etcd leader, etcd-{}", leader + 1);
+                etcd.kill(leader);
+            })
+        }),
+    ];
+    let history = purge_history::run(
+        cluster.clone(),
+        origin,
+        "/mut/etcd-kill.png",
+        RUN,
+        alternating(&cluster),
+        faults,
+    )
+    .await;
+    history.assert_held(ANSWER_BOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_member_partitioned_away_leaves_the_majority_answering() {
+    // Two members on this machine, on the address the test host can be cut off from; the
+    // third inside the test host.
+    let host = Arc::new(TestHost::create(3));
+    let here = Placement::Here(IpAddr::V4(host.services_ip()));
+    let etcd = EtcdCluster::start(&[
+        here,
+        Placement::Here(IpAddr::V4(host.services_ip())),
+        Placement::In(&host),
+    ]);
+    let origin = Arc::new(TestOrigin::start().await);
+    let cluster = cluster_over(&etcd, &origin);
+    let cut: Fault = {
+        let host = host.clone();
+        Box::new(move || host.cut_off_services())
+    };
+    let history = purge_history::run(
+        cluster.clone(),
+        origin,
+        "/mut/etcd-partition.png",
+        RUN,
+        alternating(&cluster),
+        vec![(RUN / 3, cut)],
+    )
+    .await;
+    history.assert_held(ANSWER_BOUND);
+    drop(etcd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcds_quorum_purges_are_refused_nodes_fence_and_all_recovers_by_itself() {
+    let mut etcd = EtcdCluster::start(&[
+        Placement::Here(LOOPBACK),
+        Placement::Here(LOOPBACK),
+        Placement::Here(LOOPBACK),
+    ]);
+    let origin = TestOrigin::start().await;
+    let cluster = cluster_over(&etcd, &origin);
+    let path = "/mut/quorum.png";
+    let edge_admin = format!("{}/readyz", cluster.info.edges[0].admin);
+    for _ in 0..2 {
+        cluster.http().get(cluster.edge_url(0, path)).send().await.unwrap();
+    }
+    let warm = cluster.http().get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(header(&warm, "x-cache"), "HIT");
+
+    etcd.kill(0);
+    etcd.kill(1);
+    for replica in &cluster.info.purge_apis {
+        for _ in 0..3 {
+            let sent = Instant::now();
+            let answer = cluster.purge_at(&replica.url, json!({ "urls": [path] })).await;
+            let took = sent.elapsed();
+            assert_eq!(answer.status, 503, "{}: {}", replica.url, answer.body);
+            assert!(took < Duration::from_secs(1), "refused after {took:?}");
+        }
+    }
+    tokio::time::sleep(LEASE + Duration::from_millis(500)).await;
+    assert!(!is_ready(&edge_admin), "an edge without a lease is fenced");
+    origin.set_version(path, 2);
+    let fenced = cluster.http().get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(
+        header(&fenced, "x-version"),
+        "2",
+        "a fenced edge serves a mutable object only after revalidating it"
+    );
+    assert!(origin.seen(path).conditional >= 1, "it revalidated with the origin");
+
+    etcd.restart(0);
+    etcd.restart(1);
+    let back = Instant::now();
+    let answer = loop {
+        let answer = cluster.purge(json!({ "urls": [path] })).await;
+        if answer.status == 200 || back.elapsed() > Duration::from_secs(15) {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer.status, 200, "purges are answered again: {}", answer.body);
+    eprintln!("quorum back: purges answered again after {:?}", back.elapsed());
+    let ready_again = Instant::now();
+    while !is_ready(&edge_admin) {
+        assert!(
+            ready_again.elapsed() < Duration::from_secs(10),
+            "the edge holds a lease again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    origin.set_version(path, 3);
+    let answer = cluster.purge(json!({ "urls": [path] })).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let fresh = cluster.http().get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(header(&fresh, "x-version"), "3");
 }

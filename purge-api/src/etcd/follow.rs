@@ -58,12 +58,12 @@ async fn follow_once<F: Follower>(
                 response.cancel_reason()
             )));
         }
-        let revision = response.header().map_or(0, |h| h.revision());
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
             match event.event_type() {
                 EventType::Put => follower.put(kv),
-                EventType::Delete => follower.delete(kv.key(), kv.mod_revision().max(revision)),
+                // The response's own revision may be ahead of events still to come.
+                EventType::Delete => follower.delete(kv.key(), kv.mod_revision()),
             }
         }
     }

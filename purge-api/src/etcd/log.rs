@@ -7,23 +7,29 @@
 
 use std::sync::Arc;
 
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp};
 use fresco_protocol::PurgeRecord;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 
 use super::follow::{Follower, follow};
-use super::{Keys, padded, parse_seq, prefix_end, timed};
+use super::{Etcd, Keys, padded, parse_seq, prefix_end};
 use crate::log::{LogBounds, LogError, PurgeLog, decode, encode, number_after, storage};
 
 /// Records per transaction: etcd refuses more than 128 operations in one (`--max-txn-ops`).
 const RECORDS_PER_TXN: usize = 100;
+/// Bytes of records per transaction: etcd refuses requests over 1.5 MiB
+/// (`--max-request-bytes`).
+const BYTES_PER_TXN: usize = 1024 * 1024;
+/// Records per read: an answer must stay under the client's 4 MiB message limit, and a record
+/// is at most a purge body (64 KiB) and its key.
+const RECORDS_PER_READ: usize = 48;
 /// Renumberings an append tries before it gives up (only other replicas' appends cause them).
 const APPEND_ATTEMPTS: usize = 64;
 
 /// The purge log in etcd.
 pub struct EtcdLog {
-    client: Client,
+    etcd: Etcd,
     keys: Keys,
     state: Arc<LogState>,
 }
@@ -95,7 +101,7 @@ fn etcd(e: etcd_client::Error) -> LogError {
 
 impl EtcdLog {
     /// Opens the log under `keys` and follows its bounds; returns once they are read.
-    pub(crate) async fn open(client: Client, keys: Keys) -> Result<Self, LogError> {
+    pub(crate) async fn open(etcd: Etcd, keys: Keys) -> Result<Self, LogError> {
         let state = Arc::new(LogState {
             known: Mutex::new(Known {
                 bounds: LogBounds { first: 1, head: 0 },
@@ -108,14 +114,13 @@ impl EtcdLog {
             keys: keys.clone(),
             state: state.clone(),
         };
-        tokio::spawn(follow(client.clone(), keys.log_meta(), follower, Some(ready)));
+        tokio::spawn(follow(etcd.client(), keys.log_meta(), follower, Some(ready)));
         read.await.map_err(storage)?;
-        Ok(Self { client, keys, state })
+        Ok(Self { etcd, keys, state })
     }
 
     /// Appends one transaction's worth of records.
     async fn append_chunk(&self, records: &[PurgeRecord]) -> Result<Vec<PurgeRecord>, LogError> {
-        let mut client = self.client.clone();
         for _ in 0..APPEND_ATTEMPTS {
             let (head, revision) = {
                 let known = self.state.known.lock();
@@ -133,7 +138,7 @@ impl EtcdLog {
                 .when([Compare::mod_revision(self.keys.head(), CompareOp::Equal, revision)])
                 .and_then(writes)
                 .or_else([TxnOp::get(self.keys.head(), None)]);
-            let answer = timed("append", client.txn(txn)).await.map_err(etcd)?;
+            let answer = self.etcd.txn("append", txn).await.map_err(etcd)?;
             if answer.succeeded() {
                 let revision = answer.header().map_or(0, |h| h.revision());
                 self.state.learn(Some((last, revision)), None);
@@ -154,8 +159,18 @@ impl EtcdLog {
 impl PurgeLog for EtcdLog {
     async fn append(&self, records: Vec<PurgeRecord>) -> Result<Vec<PurgeRecord>, LogError> {
         let mut numbered = Vec::with_capacity(records.len());
-        for chunk in records.chunks(RECORDS_PER_TXN) {
-            numbered.extend(self.append_chunk(chunk).await?);
+        let (mut chunk, mut bytes) = (Vec::new(), 0);
+        for record in records {
+            let size = encode(&record).len();
+            if !chunk.is_empty() && (chunk.len() == RECORDS_PER_TXN || bytes + size > BYTES_PER_TXN) {
+                numbered.extend(self.append_chunk(&std::mem::take(&mut chunk)).await?);
+                bytes = 0;
+            }
+            chunk.push(record);
+            bytes += size;
+        }
+        if !chunk.is_empty() {
+            numbered.extend(self.append_chunk(&chunk).await?);
         }
         Ok(numbered)
     }
@@ -163,8 +178,10 @@ impl PurgeLog for EtcdLog {
     async fn read_from(&self, from: u64, max: usize) -> Result<Vec<PurgeRecord>, LogError> {
         let options = GetOptions::new()
             .with_range(prefix_end(&self.keys.records()))
-            .with_limit(max as i64);
-        let answer = timed("read", self.client.clone().get(self.keys.record(from), Some(options)))
+            .with_limit(max.min(RECORDS_PER_READ) as i64);
+        let answer = self
+            .etcd
+            .get("read", self.keys.record(from), Some(options))
             .await
             .map_err(etcd)?;
         let prefix = self.keys.records().len();
@@ -188,7 +205,9 @@ impl PurgeLog for EtcdLog {
 
     async fn current_bounds(&self) -> Result<LogBounds, LogError> {
         let options = GetOptions::new().with_range(prefix_end(&self.keys.log_meta()));
-        let answer = timed("range", self.client.clone().get(self.keys.log_meta(), Some(options)))
+        let answer = self
+            .etcd
+            .get("range", self.keys.log_meta(), Some(options))
             .await
             .map_err(etcd)?;
         self.state.learn_kvs(&self.keys, answer.kvs());
@@ -208,7 +227,7 @@ impl PurgeLog for EtcdLog {
             ),
             TxnOp::put(self.keys.first(), padded(first), None),
         ]);
-        timed("truncate", self.client.clone().txn(txn)).await.map_err(etcd)?;
+        self.etcd.txn("truncate", txn).await.map_err(etcd)?;
         self.state.learn(None, Some(first));
         Ok(())
     }

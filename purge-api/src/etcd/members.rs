@@ -1,14 +1,18 @@
-//! [`Membership`] in etcd: every replica keeps the same table, followed from etcd, and decides
-//! as [`Table`] says; etcd's transactions make the decisions of different replicas agree.
+//! [`Membership`] in etcd: every replica keeps the same table, followed from etcd
+//! ([`super::view`]), and decides as [`crate::members::Table`] says; etcd's transactions make
+//! the decisions of different replicas agree.
 //!
-//! - A renewal is written on the condition that the node's record and `answered` are what it
-//!   was decided on: a grant cannot overlook a purge another replica has just answered.
-//! - A purge is answered (`answered` raised) on the condition that no member's record changed
-//!   after the revision the view was complete at: a grant made meanwhile by another replica
-//!   sends the answer back to wait for that node.
+//! - A grant is written on the condition that the node's record is the one it was decided on
+//!   and that `answered` is not beyond what the node has applied: a grant cannot overlook a
+//!   purge another replica has just answered.
+//! - A purge is answered (`answered` raised) on the condition that no member was created after
+//!   the view it was decided on, and that every member that has not applied it (its lease ran
+//!   out) is still as seen: a grant made meanwhile to one of them sends the answer back to
+//!   wait for that node.
 //! - A lease this replica learns of from etcd is taken as granted when it learnt it, which is
-//!   after it was granted; its holder's own count started before. A replica that starts (or
-//!   reads the table again) takes every lease that may be held as granted then.
+//!   after it was granted; its holder's own count started before. A replica that starts takes
+//!   every lease that may be held as granted then, and answers nothing for one lease bound
+//!   (leases etcd cannot show, such as those of a cluster restored from a backup).
 //! - Acks are facts a node states: taken at once here, written to etcd in batches for the
 //!   others. A lost batch only delays completion elsewhere until the node's next renewal,
 //!   which carries what it has applied.
@@ -17,17 +21,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Compare, CompareOp, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use fresco_protocol::{LeaseRequest, LeaseResponse};
 use parking_lot::Mutex;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
 
-use super::follow::{Follower, follow};
-use super::{Keys, padded, parse_seq, prefix_end, timed};
-use crate::members::{FORGOTTEN_AFTER, MemberRecord, MemberView, Membership, MembershipError, PurgeStatus, Table};
+use super::follow::follow;
+use super::view::{AcksFollower, AnsweredFollower, DecidedOn, MembersFollower, Shared};
+use super::{Etcd, Keys, padded, parse_seq, prefix_end};
+use crate::members::{FORGOTTEN_AFTER, MemberRecord, MemberView, Membership, MembershipError, PurgeStatus};
 
-/// How long a node's registration outlives its last renewal.
-const REGISTRATION_TTL_SECS: i64 = FORGOTTEN_AFTER.as_secs() as i64;
 /// A registration is renewed (a new etcd lease) once it is this old.
 const REGISTRATION_RENEW_AFTER: Duration = Duration::from_secs(20);
 /// Attempts of a renewal whose record another replica changed meanwhile.
@@ -35,156 +38,18 @@ const RENEW_ATTEMPTS: usize = 8;
 /// Acks per transaction (etcd's limit is 128 operations).
 const ACKS_PER_TXN: usize = 100;
 
-/// This replica's view of the table, as of `revision` of the members' range.
-#[derive(Default)]
-struct View {
-    table: Table,
-    /// Every change to `members/` up to this revision is in `table`.
-    revision: i64,
-    /// The mod revision of each member's record.
-    record_revisions: HashMap<String, i64>,
-    /// The mod revision of `answered` (0: never written).
-    answered_revision: i64,
-    /// Acks read from etcd, kept for members whose record arrives after them.
-    acks: HashMap<String, u64>,
-}
-
-struct Shared {
-    view: Mutex<View>,
-    changed: watch::Sender<u64>,
-    lease_bound: Duration,
-}
-
-impl Shared {
-    fn changed(&self) {
-        self.changed.send_modify(|v| *v += 1);
-    }
-
-    fn put_record(&self, view: &mut View, node: &str, record: MemberRecord, revision: i64) {
-        let now = Instant::now();
-        view.table.apply_record(node, record, now, self.lease_bound);
-        if let Some(applied) = view.acks.get(node).copied() {
-            view.table.raise_applied(node, applied, now);
-        }
-        view.record_revisions.insert(node.to_string(), revision);
-    }
-}
-
-fn node_of<'a>(key: &'a [u8], prefix: &str) -> Option<&'a str> {
-    std::str::from_utf8(key.get(prefix.len()..)?).ok()
-}
-
-struct MembersFollower {
-    shared: Arc<Shared>,
-    prefix: String,
-}
-
-impl MembersFollower {
-    fn put_kv(&self, view: &mut View, kv: &KeyValue) {
-        let Some(node) = node_of(kv.key(), &self.prefix) else {
-            return;
-        };
-        match serde_json::from_slice::<MemberRecord>(kv.value()) {
-            Ok(record) => self.shared.put_record(view, node, record, kv.mod_revision()),
-            Err(e) => tracing::error!(node, error = %e, "a member record in etcd does not decode"),
-        }
-    }
-}
-
-impl Follower for MembersFollower {
-    fn snapshot(&mut self, kvs: &[KeyValue], revision: i64) {
-        let mut view = self.shared.view.lock();
-        view.table.members.clear();
-        view.record_revisions.clear();
-        for kv in kvs {
-            self.put_kv(&mut view, kv);
-        }
-        view.revision = view.revision.max(revision);
-        drop(view);
-        self.shared.changed();
-    }
-
-    fn put(&mut self, kv: &KeyValue) {
-        let mut view = self.shared.view.lock();
-        self.put_kv(&mut view, kv);
-        // Changes arrive in revision order: every one before this is in the view.
-        view.revision = view.revision.max(kv.mod_revision());
-        drop(view);
-        self.shared.changed();
-    }
-
-    fn delete(&mut self, key: &[u8], revision: i64) {
-        let mut view = self.shared.view.lock();
-        if let Some(node) = node_of(key, &self.prefix) {
-            // Its registration ran out: a minute without a renewal, far beyond any lease.
-            view.table.members.remove(node);
-            view.record_revisions.remove(node);
-        }
-        view.revision = view.revision.max(revision);
-        drop(view);
-        self.shared.changed();
-    }
-}
-
-struct AcksFollower {
-    shared: Arc<Shared>,
-    prefix: String,
-}
-
-impl Follower for AcksFollower {
-    fn snapshot(&mut self, kvs: &[KeyValue], _revision: i64) {
-        for kv in kvs {
-            self.put(kv);
-        }
-    }
-
-    fn put(&mut self, kv: &KeyValue) {
-        let (Some(node), Some(applied)) = (node_of(kv.key(), &self.prefix), parse_seq(kv.value())) else {
-            return;
-        };
-        let mut view = self.shared.view.lock();
-        let known = view.acks.entry(node.to_string()).or_default();
-        *known = (*known).max(applied);
-        view.table.raise_applied(node, applied, Instant::now());
-        drop(view);
-        self.shared.changed();
-    }
-
-    fn delete(&mut self, _key: &[u8], _revision: i64) {}
-}
-
-struct AnsweredFollower {
-    shared: Arc<Shared>,
-}
-
-impl Follower for AnsweredFollower {
-    fn snapshot(&mut self, kvs: &[KeyValue], _revision: i64) {
-        for kv in kvs {
-            self.put(kv);
-        }
-    }
-
-    fn put(&mut self, kv: &KeyValue) {
-        let mut view = self.shared.view.lock();
-        if kv.mod_revision() > view.answered_revision {
-            view.answered_revision = kv.mod_revision();
-            if let Some(answered) = parse_seq(kv.value()) {
-                view.table.answered_max = view.table.answered_max.max(answered);
-            }
-        }
-        drop(view);
-        self.shared.changed();
-    }
-
-    fn delete(&mut self, _key: &[u8], _revision: i64) {}
-}
-
 /// The membership table in etcd.
 pub struct EtcdMembership {
-    client: Client,
+    etcd: Etcd,
     keys: Keys,
     lease: Duration,
     shared: Arc<Shared>,
+    /// Until then no purge completes: leases granted before this replica started, which etcd
+    /// may not show, may still be held.
+    leases_unknown_until: Instant,
+    /// How long a registration outlives its last renewal: beyond the member list's minute and
+    /// any lease granted with it.
+    registration_ttl_secs: i64,
     /// Each node's etcd lease (its registration), with when it was granted.
     registrations: Mutex<HashMap<String, (i64, Instant)>>,
     /// Acks not yet written, the highest per node.
@@ -196,60 +61,57 @@ fn unavailable(e: etcd_client::Error) -> MembershipError {
     MembershipError::Unavailable(format!("etcd: {e}"))
 }
 
+fn lease_not_found(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::NotFound)
+}
+
 impl EtcdMembership {
     /// Follows the table under `keys`; returns once this replica has read all of it.
-    pub(crate) async fn open(client: Client, keys: Keys, lease: Duration, lease_bound: Duration) -> Self {
-        let shared = Arc::new(Shared {
-            view: Mutex::new(View::default()),
-            changed: watch::channel(0).0,
-            lease_bound,
-        });
+    pub(crate) async fn open(etcd: Etcd, keys: Keys, lease: Duration, lease_bound: Duration) -> Result<Self, String> {
+        // `answered` exists from the start, so that a grant can compare its value.
+        let create = Txn::new()
+            .when([Compare::create_revision(keys.answered(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(keys.answered(), padded(0), None)]);
+        etcd.txn("answer", create).await.map_err(|e| format!("etcd: {e}"))?;
+        let shared = Arc::new(Shared::new(lease_bound));
         let (members_ready, members_read) = oneshot::channel();
         let (acks_ready, acks_read) = oneshot::channel();
         let (answered_ready, answered_read) = oneshot::channel();
-        tokio::spawn(follow(
-            client.clone(),
-            keys.members(),
-            MembersFollower {
-                shared: shared.clone(),
-                prefix: keys.members(),
-            },
-            Some(members_ready),
-        ));
-        tokio::spawn(follow(
-            client.clone(),
-            keys.acks(),
-            AcksFollower {
-                shared: shared.clone(),
-                prefix: keys.acks(),
-            },
-            Some(acks_ready),
-        ));
-        tokio::spawn(follow(
-            client.clone(),
-            keys.answered(),
-            AnsweredFollower { shared: shared.clone() },
-            Some(answered_ready),
-        ));
+        let members = MembersFollower {
+            shared: shared.clone(),
+            prefix: keys.members(),
+        };
+        tokio::spawn(follow(etcd.client(), keys.members(), members, Some(members_ready)));
+        let acks = AcksFollower {
+            shared: shared.clone(),
+            prefix: keys.acks(),
+        };
+        tokio::spawn(follow(etcd.client(), keys.acks(), acks, Some(acks_ready)));
+        let answered = AnsweredFollower { shared: shared.clone() };
+        tokio::spawn(follow(etcd.client(), keys.answered(), answered, Some(answered_ready)));
         let _ = tokio::join!(members_read, acks_read, answered_read);
         let membership = Self {
-            client,
+            etcd,
             keys,
             lease,
             shared,
+            leases_unknown_until: Instant::now() + lease_bound,
+            registration_ttl_secs: (FORGOTTEN_AFTER + REGISTRATION_RENEW_AFTER + lease_bound)
+                .as_secs()
+                .saturating_add(1) as i64,
             registrations: Mutex::new(HashMap::new()),
             pending_acks: Arc::default(),
             acks_waiting: Arc::default(),
         };
         membership.start_ack_writer();
-        membership
+        Ok(membership)
     }
 
     /// Writes acks in batches, one transaction at a time, so each replica's writes of a node's
     /// ack only ever rise.
     fn start_ack_writer(&self) {
         let (pending, waiting) = (self.pending_acks.clone(), self.acks_waiting.clone());
-        let (mut client, keys) = (self.client.clone(), self.keys.clone());
+        let (etcd, keys) = (self.etcd.clone(), self.keys.clone());
         tokio::spawn(async move {
             loop {
                 waiting.notified().await;
@@ -259,7 +121,7 @@ impl EtcdMembership {
                         .iter()
                         .map(|(node, applied)| TxnOp::put(keys.ack(node), padded(*applied), None))
                         .collect();
-                    if let Err(e) = timed("ack", client.txn(Txn::new().and_then(writes))).await {
+                    if let Err(e) = etcd.txn("ack", Txn::new().and_then(writes)).await {
                         // The nodes' next renewals carry what they applied.
                         tracing::warn!(error = %e, "writing acks to etcd failed");
                     }
@@ -276,87 +138,106 @@ impl EtcdMembership {
             return Ok(id);
         }
         let granted = Instant::now();
-        let answer = timed(
-            "lease_grant",
-            self.client.clone().lease_grant(REGISTRATION_TTL_SECS, None),
-        )
-        .await
-        .map_err(unavailable)?;
+        let answer = self
+            .etcd
+            .lease_grant(self.registration_ttl_secs)
+            .await
+            .map_err(unavailable)?;
         self.registrations
             .lock()
             .insert(node.to_string(), (answer.id(), granted));
         Ok(answer.id())
     }
 
-    /// Whether purge `seq`, complete in the view as of `revision`, may be answered: raises
-    /// `answered` unless a member's record changed after `revision`. True also when another
-    /// replica answered it (or a later one) first.
-    async fn confirm(&self, seq: u64) -> Result<bool, MembershipError> {
-        let (revision, answered_revision, answered) = {
-            let view = self.shared.view.lock();
-            (view.revision, view.answered_revision, view.table.answered_max)
-        };
-        if answered >= seq {
-            return Ok(true);
-        }
+    /// Whether purge `seq`, complete in the view as `decided` says, may be answered: raises
+    /// `answered` unless what it was decided on changed. True also when another replica
+    /// answered it (or a later one) first.
+    async fn confirm(&self, seq: u64, decided: DecidedOn) -> Result<bool, MembershipError> {
         let members = self.keys.members();
+        let mut compares = Vec::new();
+        match decided.lagging {
+            Some(lagging) => {
+                compares.push(
+                    Compare::create_revision(members.clone(), CompareOp::Less, decided.revision + 1)
+                        .with_range(prefix_end(&members)),
+                );
+                compares.extend(lagging.into_iter().map(|(node, revision)| {
+                    Compare::mod_revision(self.keys.member(&node), CompareOp::Equal, revision)
+                }));
+            }
+            None => compares.push(
+                Compare::mod_revision(members.clone(), CompareOp::Less, decided.revision + 1)
+                    .with_range(prefix_end(&members)),
+            ),
+        }
+        compares.push(Compare::value(self.keys.answered(), CompareOp::Less, padded(seq)));
         let txn = Txn::new()
-            .when([
-                Compare::mod_revision(members.clone(), CompareOp::Less, revision + 1).with_range(prefix_end(&members)),
-                Compare::mod_revision(self.keys.answered(), CompareOp::Equal, answered_revision),
-            ])
+            .when(compares)
             .and_then([TxnOp::put(self.keys.answered(), padded(seq), None)])
             .or_else([TxnOp::get(self.keys.answered(), None)]);
-        let answer = timed("answer", self.client.clone().txn(txn))
-            .await
-            .map_err(unavailable)?;
+        let answer = self.etcd.txn("answer", txn).await.map_err(unavailable)?;
         let mut view = self.shared.view.lock();
         if answer.succeeded() {
             let revision = answer.header().map_or(0, |h| h.revision());
-            view.answered_revision = view.answered_revision.max(revision);
-            view.table.answered_max = view.table.answered_max.max(seq);
+            view.learn_answered(seq, revision);
             return Ok(true);
         }
         for response in answer.op_responses() {
             if let TxnOpResponse::Get(get) = response
                 && let Some(kv) = get.kvs().first()
-                && kv.mod_revision() > view.answered_revision
             {
-                view.answered_revision = kv.mod_revision();
-                let answered = parse_seq(kv.value()).unwrap_or(0);
-                view.table.answered_max = view.table.answered_max.max(answered);
+                view.learn_answered(parse_seq(kv.value()).unwrap_or(0), kv.mod_revision());
             }
         }
         Ok(view.table.answered_max >= seq)
     }
 
-    /// Reads the node's record and `answered` again after a renewal lost a race.
+    /// Reads the node's record again after a renewal lost a race.
     async fn reread(&self, node: &str) -> Result<(), MembershipError> {
-        let mut client = self.client.clone();
-        let record = timed("range", client.get(self.keys.member(node), None))
-            .await
-            .map_err(unavailable)?;
-        let answered = timed("range", client.get(self.keys.answered(), None))
+        let record = self
+            .etcd
+            .get("range", self.keys.member(node), None)
             .await
             .map_err(unavailable)?;
         let mut view = self.shared.view.lock();
-        for kv in record.kvs() {
-            if let Ok(record) = serde_json::from_slice::<MemberRecord>(kv.value()) {
-                self.shared.put_record(&mut view, node, record, kv.mod_revision());
-            }
-        }
-        for kv in answered.kvs() {
-            if kv.mod_revision() > view.answered_revision {
-                view.answered_revision = kv.mod_revision();
-                let value = parse_seq(kv.value()).unwrap_or(0);
-                view.table.answered_max = view.table.answered_max.max(value);
-            }
+        match record.kvs().first() {
+            Some(kv) => match serde_json::from_slice::<MemberRecord>(kv.value()) {
+                Ok(record) => self.shared.put_record(&mut view, node, record, kv.mod_revision()),
+                Err(e) => return Err(MembershipError::Unavailable(format!("{node}'s record: {e}"))),
+            },
+            None => self.shared.forget(&mut view, node),
         }
         Ok(())
     }
 
     fn status_now(&self, seq: u64) -> PurgeStatus {
-        self.shared.view.lock().table.status(seq, Instant::now(), None)
+        self.shared
+            .view
+            .lock()
+            .table
+            .status(seq, Instant::now(), Some(self.leases_unknown_until))
+    }
+
+    /// The view's decision on `seq`, confirmed in etcd when it is complete: `Ok` when it may
+    /// be answered, else when to look again.
+    async fn complete(&self, seq: u64) -> Result<(), tokio::time::Instant> {
+        let decided = self
+            .shared
+            .view
+            .lock()
+            .decide(seq, Instant::now(), Some(self.leases_unknown_until));
+        match decided {
+            Err(pending) => Err(pending.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)),
+            Ok(decided) => match self.confirm(seq, decided).await {
+                Ok(true) => Ok(()),
+                // Something changed after the view: its news is on the way.
+                Ok(false) => Err(tokio::time::Instant::now() + Duration::from_millis(20)),
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "a purge cannot be answered while etcd is out of reach");
+                    Err(tokio::time::Instant::now() + Duration::from_millis(100))
+                }
+            },
+        }
     }
 }
 
@@ -365,27 +246,32 @@ impl Membership for EtcdMembership {
     async fn renew(&self, request: &LeaseRequest, head: u64) -> Result<LeaseResponse, MembershipError> {
         // The lease runs from no earlier than now on the node's count.
         let received = Instant::now();
+        let deadline = received + self.lease;
         let mut registration = self.registration(&request.node).await?;
         let key = self.keys.member(&request.node);
         for _ in 0..RENEW_ATTEMPTS {
-            let (record, response, record_revision, answered_revision) = {
+            let (record, response, record_revision) = {
                 let view = self.shared.view.lock();
                 let (record, response) = view.table.plan_renewal(request, head, self.lease, received);
                 let record_revision = view.record_revisions.get(&request.node).copied().unwrap_or(0);
-                (record, response, record_revision, view.answered_revision)
+                (record, response, record_revision)
             };
+            let mut compares = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, record_revision)];
+            if record.granted {
+                // Nothing answered beyond what the node has applied.
+                compares.push(Compare::value(
+                    self.keys.answered(),
+                    CompareOp::Less,
+                    padded(record.applied + 1),
+                ));
+            }
             let value = serde_json::to_vec(&record).expect("a member record serializes");
+            let put = TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(registration)));
             let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(key.clone(), CompareOp::Equal, record_revision),
-                    Compare::mod_revision(self.keys.answered(), CompareOp::Equal, answered_revision),
-                ])
-                .and_then([TxnOp::put(
-                    key.clone(),
-                    value,
-                    Some(PutOptions::new().with_lease(registration)),
-                )]);
-            match timed("renew", self.client.clone().txn(txn)).await {
+                .when(compares)
+                .and_then([put])
+                .or_else([TxnOp::get(self.keys.answered(), None)]);
+            match self.etcd.txn("renew", txn).await {
                 Ok(answer) if answer.succeeded() => {
                     let revision = answer.header().map_or(0, |h| h.revision());
                     let mut view = self.shared.view.lock();
@@ -400,12 +286,25 @@ impl Membership for EtcdMembership {
                     self.shared.changed();
                     return Ok(response);
                 }
-                Ok(_) => self.reread(&request.node).await?,
-                Err(e) if e.to_string().contains("lease not found") => {
+                Ok(answer) => {
+                    for response in answer.op_responses() {
+                        if let TxnOpResponse::Get(get) = response
+                            && let Some(kv) = get.kvs().first()
+                        {
+                            let answered = parse_seq(kv.value()).unwrap_or(0);
+                            self.shared.view.lock().learn_answered(answered, kv.mod_revision());
+                        }
+                    }
+                    self.reread(&request.node).await?;
+                }
+                Err(e) if lease_not_found(&e) => {
                     self.registrations.lock().remove(&request.node);
                     registration = self.registration(&request.node).await?;
                 }
                 Err(e) => return Err(unavailable(e)),
+            }
+            if Instant::now() >= deadline {
+                break;
             }
         }
         Err(MembershipError::Unavailable(format!(
@@ -442,9 +341,7 @@ impl Membership for EtcdMembership {
 
     async fn status(&self, seq: u64) -> PurgeStatus {
         let mut status = self.status_now(seq);
-        if status.complete {
-            status.complete = self.confirm(seq).await.unwrap_or(false);
-        }
+        status.complete = self.complete(seq).await.is_ok();
         status
     }
 
@@ -453,22 +350,13 @@ impl Membership for EtcdMembership {
         let mut changed = self.shared.changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let pending = self.shared.view.lock().table.pending_until(seq, Instant::now(), None);
-            let wake = match pending {
-                None => match self.confirm(seq).await {
-                    Ok(true) => {
-                        let mut status = self.status_now(seq);
-                        status.complete = true;
-                        return status;
-                    }
-                    // A record changed after the view: its news is on the way.
-                    Ok(false) => tokio::time::Instant::now() + Duration::from_millis(20),
-                    Err(e) => {
-                        tracing::warn!(seq, error = %e, "a purge cannot be answered while etcd is out of reach");
-                        tokio::time::Instant::now() + Duration::from_millis(100)
-                    }
-                },
-                Some(expiry) => tokio::time::Instant::from_std(expiry),
+            let wake = match self.complete(seq).await {
+                Ok(()) => {
+                    let mut status = self.status_now(seq);
+                    status.complete = true;
+                    return status;
+                }
+                Err(wake) => wake,
             };
             if tokio::time::Instant::now() >= deadline {
                 let mut status = self.status_now(seq);

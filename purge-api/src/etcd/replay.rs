@@ -1,25 +1,25 @@
 //! [`ReplayGuard`] in etcd: a signature is a key created once, on an etcd lease that outlives
 //! the time the signature can be presented.
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use parking_lot::Mutex;
 
-use super::{Keys, timed};
+use super::{Etcd, Keys};
 use crate::auth::SIGNATURE_WINDOW_SECS;
 use crate::replay::ReplayGuard;
 
 /// Webhook signatures already used, in etcd.
 pub struct EtcdReplayGuard {
-    client: Client,
+    etcd: Etcd,
     keys: Keys,
     /// The etcd lease of the current window-long epoch.
     epoch_lease: Mutex<Option<(u64, i64)>>,
 }
 
 impl EtcdReplayGuard {
-    pub(crate) fn new(client: Client, keys: Keys) -> Self {
+    pub(crate) fn new(etcd: Etcd, keys: Keys) -> Self {
         Self {
-            client,
+            etcd,
             keys,
             epoch_lease: Mutex::new(None),
         }
@@ -35,9 +35,7 @@ impl EtcdReplayGuard {
             return Ok(id);
         }
         let ttl = 3 * SIGNATURE_WINDOW_SECS as i64;
-        let granted = timed("lease_grant", self.client.clone().lease_grant(ttl, None))
-            .await
-            .map_err(|e| format!("etcd: {e}"))?;
+        let granted = self.etcd.lease_grant(ttl).await.map_err(|e| format!("etcd: {e}"))?;
         *self.epoch_lease.lock() = Some((epoch, granted.id()));
         Ok(granted.id())
     }
@@ -51,9 +49,7 @@ impl ReplayGuard for EtcdReplayGuard {
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, "", Some(PutOptions::new().with_lease(lease)))]);
-        let answer = timed("replay", self.client.clone().txn(txn))
-            .await
-            .map_err(|e| format!("etcd: {e}"))?;
+        let answer = self.etcd.txn("replay", txn).await.map_err(|e| format!("etcd: {e}"))?;
         Ok(answer.succeeded())
     }
 }

@@ -72,6 +72,10 @@ pub struct MemberRecord {
     pub granted: bool,
     /// A lease granted before (or by) this renewal may still be held.
     pub may_hold_lease: bool,
+    /// How many leases the node was granted: a process that sees more than it counted missed a
+    /// grant, and takes it as made now.
+    #[serde(default)]
+    pub grants: u64,
 }
 
 /// One node as a process sees it.
@@ -80,6 +84,8 @@ pub(crate) struct Member {
     pub(crate) record: MemberRecord,
     /// When its lease surely expires, on this process's clock.
     pub(crate) lease_until: Option<Instant>,
+    /// The grants counted into `lease_until`.
+    pub(crate) counted_grants: u64,
     pub(crate) last_seen: Instant,
 }
 
@@ -152,6 +158,7 @@ impl Table {
             shown_head: head,
             granted: false,
             may_hold_lease,
+            grants: existing.map_or(0, |m| m.record.grants),
         };
         let answer = |granted, reason| LeaseResponse {
             granted,
@@ -170,25 +177,29 @@ impl Table {
         record.applied = applied_before.max(request.applied);
         record.granted = record.applied >= needed;
         record.may_hold_lease |= record.granted;
+        record.grants += u64::from(record.granted);
         let reason = (!record.granted).then(|| format!("applied {} of {needed} needed", record.applied));
         let granted = record.granted;
         (record, answer(granted, reason))
     }
 
     /// Takes `record` as written for `node` at `now`: a grant is held until `now + bound` at
-    /// the latest; one that may still be held but that this process never saw is taken as
-    /// granted now.
+    /// the latest; one that may still be held but that this process never saw (it never
+    /// counted the grant) is taken as granted now.
     pub(crate) fn apply_record(&mut self, node: &str, record: MemberRecord, now: Instant, bound: Duration) {
         let member = self.members.entry(node.to_string()).or_insert_with(|| Member {
             record: record.clone(),
             lease_until: None,
+            counted_grants: 0,
             last_seen: now,
         });
         let applied = member.record.applied.max(record.applied);
-        if record.granted || (record.may_hold_lease && member.lease_until.is_none()) {
+        let missed_grant = record.grants > member.counted_grants || member.lease_until.is_none();
+        if record.granted || (record.may_hold_lease && missed_grant) {
             let until = now + bound;
             member.lease_until = Some(member.lease_until.map_or(until, |u| u.max(until)));
         }
+        member.counted_grants = member.counted_grants.max(record.grants);
         member.record = record;
         member.record.applied = applied;
         member.last_seen = now;
@@ -260,5 +271,61 @@ impl Table {
             .count();
         let lagging = self.members.values().filter(|m| m.record.applied < head).count();
         (leased, lagging)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(applied: u64, granted: bool, may_hold_lease: bool, grants: u64) -> MemberRecord {
+        MemberRecord {
+            role: Role::Edge,
+            address: "127.0.0.1:1".into(),
+            admin: None,
+            applied,
+            shown_head: applied,
+            granted,
+            may_hold_lease,
+            grants,
+        }
+    }
+
+    #[test]
+    fn a_grant_this_process_never_saw_counts_as_made_when_it_hears_of_it() {
+        let bound = Duration::from_millis(50);
+        let mut table = Table::default();
+        let start = Instant::now();
+        table.apply_record("e1", record(1, true, true, 1), start, bound);
+        // Its first lease has run out here; another process granted a second one, and what
+        // arrives is a later renewal that did not grant but says a lease may be held.
+        let later = start + Duration::from_millis(200);
+        table.apply_record("e1", record(1, false, true, 2), later, bound);
+        assert!(
+            table.pending_until(2, later, None).is_some(),
+            "the missed grant is taken as made when its news came"
+        );
+        // The same news again changes nothing: that grant is counted.
+        let much_later = later + Duration::from_millis(200);
+        table.apply_record("e1", record(1, false, true, 2), much_later, bound);
+        assert!(table.pending_until(2, much_later, None).is_none());
+    }
+
+    #[test]
+    fn a_renewal_counts_its_grants_and_never_lowers_what_was_applied() {
+        let mut table = Table::default();
+        let now = Instant::now();
+        let request = LeaseRequest {
+            node: "e1".into(),
+            role: Role::Edge,
+            address: "127.0.0.1:1".into(),
+            admin: None,
+            applied: 4,
+        };
+        let (first, answer) = table.plan_renewal(&request, 4, Duration::from_secs(1), now);
+        assert!(answer.granted && first.grants == 1);
+        table.apply_record("e1", first, now, Duration::from_secs(1));
+        let (second, _) = table.plan_renewal(&LeaseRequest { applied: 2, ..request }, 4, Duration::from_secs(1), now);
+        assert_eq!((second.applied, second.grants), (4, 2));
     }
 }
