@@ -19,6 +19,8 @@ test: build
 	@scripts/setup.sh test
 	@echo "==> running the tests (unit, store, end-to-end on real processes, live.js in Chromium)"
 	$(CARGO) test --release --workspace
+	@echo "==> the freshness suite again, with purge-api as replicas over etcd"
+	FRESCO_CONTROL_PLANE=etcd $(CARGO) test --release -p fresco-e2e --test freshness --test history
 	@conformance/run.sh
 
 # The HTTP caching test suite (cache-tests.fyi) against an edge, and an edge behind a shield,

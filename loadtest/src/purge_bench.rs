@@ -1,8 +1,9 @@
 //! `purge-bench`: purge acknowledgement latency, sustained purge rate, and what purging costs
-//! hits, on a real cluster (8 edges and 2 shields by default) on this machine.
+//! hits, on a real cluster (8 edges and 2 shields by default) on this machine, once for each
+//! control plane: the embedded redb log (one purge-api) and etcd (3 members, 2 replicas).
 //!
-//! Prints a table and writes `docs/bench/purge-latency.csv` (one line per purge) for
-//! `loadtest/plot_purge.py`.
+//! Prints a table and writes `docs/bench/purge-latency.csv` (one line per purge and backend)
+//! for `loadtest/plot_purge.py`.
 
 use std::io::Write;
 use std::process::Command;
@@ -38,16 +39,31 @@ struct Cli {
     /// Where to write the per-purge CSV.
     #[arg(long, default_value = "docs/bench/purge-latency.csv")]
     csv: String,
+    /// The control planes measured, in turn: `embedded`, `etcd`.
+    #[arg(long, value_delimiter = ',', default_value = "embedded,etcd")]
+    control_planes: Vec<String>,
+}
+
+/// One backend's results.
+struct Measured {
+    backend: String,
+    latencies: Vec<f64>,
+    sorted: Vec<f64>,
+    rate: f64,
+    quiet: f64,
+    busy: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Times one purge, sent to the replicas in turn.
 async fn purge(http: &reqwest::Client, cluster: &Cluster, i: usize) -> f64 {
+    let replicas = &cluster.info.purge_apis;
     let started = Instant::now();
     let resp = http
-        .post(format!("{}/v1/purge", cluster.info.purge_api))
+        .post(format!("{}/v1/purge", replicas[i % replicas.len()].url))
         .bearer_auth(&cluster.info.purge_token)
         .json(&json!({ "urls": [format!("/img/bench-{}.jpg", i % 500)] }))
         .send()
@@ -72,20 +88,61 @@ fn wrk(url: &str, seconds: u64) -> f64 {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let mut results = Vec::new();
+    for backend in &cli.control_planes {
+        results.push(measure(&cli, backend).await);
+    }
+    let mut csv = std::fs::File::create(&cli.csv).expect("the CSV can be written");
+    writeln!(csv, "backend,purge,latency_ms").unwrap();
+    for m in &results {
+        for (i, l) in m.latencies.iter().enumerate() {
+            writeln!(csv, "{},{i},{l:.3}", m.backend).unwrap();
+        }
+    }
+    println!(
+        "purge-bench: {} edges, {} shields, lease 2000 ms, loopback, {} sequential URL purges, {} in flight for the rate",
+        cli.edges, cli.shields, cli.sequential, cli.concurrency
+    );
+    println!("| control plane | p50 | p90 | p99 | max | purges/s | hits without → with 200 purges/s |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for m in &results {
+        println!(
+            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} | {:.0} → {:.0} req/s ({:+.1} %) |",
+            m.backend,
+            percentile(&m.sorted, 0.5),
+            percentile(&m.sorted, 0.9),
+            percentile(&m.sorted, 0.99),
+            m.sorted[m.sorted.len() - 1],
+            m.rate,
+            m.quiet,
+            m.busy,
+            (m.busy / m.quiet - 1.0) * 100.0
+        );
+    }
+    println!("per-purge latencies: {}", cli.csv);
+}
+
+async fn measure(cli: &Cli, backend: &str) -> Measured {
     let origin = TestOrigin::start().await;
     eprintln!(
-        "==> starting purge-api, {} shields and {} edges",
+        "==> [{backend}] starting purge-api, {} shields and {} edges",
         cli.shields, cli.edges
     );
-    let cluster = Arc::new(
-        Cluster::builder()
-            .origin(&origin.url)
-            .size(cli.edges, cli.shields)
-            .start(),
-    );
+    let builder = Cluster::builder().origin(&origin.url).size(cli.edges, cli.shields);
+    let builder = match backend {
+        "etcd" => builder.etcd(),
+        "embedded" => builder,
+        other => panic!("--control-planes: `{other}` is neither embedded nor etcd"),
+    };
+    let cluster = Arc::new(builder.start());
     let http = reqwest::Client::new();
+    // A replica that has just started waits out leases it cannot know of (one lease bound)
+    // before it answers: not part of what is measured.
+    for i in 0..cluster.info.purge_apis.len() {
+        purge(&http, &cluster, i).await;
+    }
 
-    eprintln!("==> {} purges one at a time", cli.sequential);
+    eprintln!("==> [{backend}] {} purges one at a time", cli.sequential);
     let mut latencies = Vec::with_capacity(cli.sequential);
     for i in 0..cli.sequential {
         latencies.push(purge(&http, &cluster, i).await);
@@ -93,27 +150,26 @@ async fn main() {
             eprintln!("    {}/{}", i + 1, cli.sequential);
         }
     }
-    let mut csv = std::fs::File::create(&cli.csv).expect("the CSV can be written");
-    writeln!(csv, "purge,latency_ms").unwrap();
-    for (i, l) in latencies.iter().enumerate() {
-        writeln!(csv, "{i},{l:.3}").unwrap();
-    }
     let mut sorted = latencies.clone();
     sorted.sort_by(f64::total_cmp);
 
-    eprintln!("==> {} purges in flight for {} s", cli.concurrency, cli.seconds);
+    eprintln!(
+        "==> [{backend}] {} purges in flight for {} s",
+        cli.concurrency, cli.seconds
+    );
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut workers = Vec::new();
     for w in 0..cli.concurrency {
         let (http, cluster, done, stop) = (http.clone(), cluster.clone(), done.clone(), stop.clone());
+        let concurrency = cli.concurrency;
         workers.push(tokio::spawn(async move {
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
                 purge(&http, &cluster, i).await;
                 done.fetch_add(1, Ordering::Relaxed);
-                i += cli.concurrency;
+                i += concurrency;
             }
         }));
     }
@@ -125,14 +181,15 @@ async fn main() {
     let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
 
     eprintln!(
-        "==> hit throughput on edge-1, {} s without purges and {} s with 200 purges/s",
+        "==> [{backend}] hit throughput on edge-1, {} s without purges and {} s with 200 purges/s",
         cli.seconds, cli.seconds
     );
+    let seconds = cli.seconds;
     let url = cluster.edge_url(0, "/img/hot.jpg");
     http.get(&url).send().await.unwrap().bytes().await.unwrap();
     let quiet = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || wrk(&url, cli.seconds)
+        move || wrk(&url, seconds)
     })
     .await
     .unwrap();
@@ -149,31 +206,15 @@ async fn main() {
             }
         }
     });
-    let busy = tokio::task::spawn_blocking(move || wrk(&url, cli.seconds))
-        .await
-        .unwrap();
+    let busy = tokio::task::spawn_blocking(move || wrk(&url, seconds)).await.unwrap();
     stop.store(true, Ordering::Relaxed);
     purger.await.unwrap();
-
-    println!(
-        "purge-bench: {} edges, {} shields, lease 2000 ms, loopback",
-        cli.edges, cli.shields
-    );
-    println!(
-        "ack latency ({} sequential URL purges): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        sorted.len(),
-        percentile(&sorted, 0.5),
-        percentile(&sorted, 0.9),
-        percentile(&sorted, 0.99),
-        sorted[sorted.len() - 1]
-    );
-    println!(
-        "sustained: {rate:.0} purges/s acknowledged by every node ({} in flight)",
-        cli.concurrency
-    );
-    println!(
-        "hits on one edge (wrk -t1 -c32, 20 KB): {quiet:.0} req/s without purges, {busy:.0} req/s with 200 purges/s ({:.1}%)",
-        (busy / quiet - 1.0) * 100.0
-    );
-    println!("per-purge latencies: {}", cli.csv);
+    Measured {
+        backend: backend.to_string(),
+        latencies,
+        sorted,
+        rate,
+        quiet,
+        busy,
+    }
 }

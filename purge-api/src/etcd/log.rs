@@ -4,7 +4,12 @@
 //! that the head is still the one they were numbered after (its mod revision): two replicas
 //! appending at once cannot both win, the loser renumbers and tries again, so sequence numbers
 //! stay consecutive across replicas and etcd leader changes.
+//!
+//! Every node following a replica reads the same new records; a record never changes once
+//! written, so each replica keeps the newest in memory ([`Recent`]) and reads etcd once per
+//! batch for all its followers, not once per follower.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp};
@@ -27,11 +32,45 @@ const RECORDS_PER_READ: usize = 48;
 /// Renumberings an append tries before it gives up (only other replicas' appends cause them).
 const APPEND_ATTEMPTS: usize = 64;
 
+/// Records kept in memory.
+const RECENT_RECORDS: usize = 4096;
+
+/// The newest records, as appended here or read from etcd.
+#[derive(Default)]
+struct Recent {
+    records: BTreeMap<u64, PurgeRecord>,
+}
+
+impl Recent {
+    fn insert(&mut self, records: &[PurgeRecord]) {
+        for record in records {
+            self.records.insert(record.seq, record.clone());
+        }
+        while self.records.len() > RECENT_RECORDS {
+            self.records.pop_first();
+        }
+    }
+
+    /// Up to `max` consecutive records from `from`, if `from` is here.
+    fn run_from(&self, from: u64, max: usize) -> Vec<PurgeRecord> {
+        self.records
+            .range(from..)
+            .zip(from..)
+            .take_while(|((seq, _), expected)| *seq == expected)
+            .take(max)
+            .map(|((_, record), _)| record.clone())
+            .collect()
+    }
+}
+
 /// The purge log in etcd.
 pub struct EtcdLog {
     etcd: Etcd,
     keys: Keys,
     state: Arc<LogState>,
+    recent: Mutex<Recent>,
+    /// One read of etcd at a time: followers woken by the same append wait for the first.
+    reading: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -116,7 +155,13 @@ impl EtcdLog {
         };
         tokio::spawn(follow(etcd.client(), keys.log_meta(), follower, Some(ready)));
         read.await.map_err(storage)?;
-        Ok(Self { etcd, keys, state })
+        Ok(Self {
+            etcd,
+            keys,
+            state,
+            recent: Mutex::default(),
+            reading: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Appends one transaction's worth of records.
@@ -141,6 +186,7 @@ impl EtcdLog {
             let answer = self.etcd.txn("append", txn).await.map_err(etcd)?;
             if answer.succeeded() {
                 let revision = answer.header().map_or(0, |h| h.revision());
+                self.recent.lock().insert(&numbered);
                 self.state.learn(Some((last, revision)), None);
                 return Ok(numbered);
             }
@@ -152,6 +198,33 @@ impl EtcdLog {
             }
         }
         Err(storage("etcd: the head kept moving; append not written"))
+    }
+}
+
+impl EtcdLog {
+    /// Up to `max` records from `from`, read from etcd.
+    async fn read_etcd(&self, from: u64, max: usize) -> Result<Vec<PurgeRecord>, LogError> {
+        let options = GetOptions::new()
+            .with_range(prefix_end(&self.keys.records()))
+            .with_limit(max.min(RECORDS_PER_READ) as i64);
+        let answer = self
+            .etcd
+            .get("read", self.keys.record(from), Some(options))
+            .await
+            .map_err(etcd)?;
+        let prefix = self.keys.records().len();
+        answer
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let seq = kv
+                    .key()
+                    .get(prefix..)
+                    .and_then(parse_seq)
+                    .ok_or_else(|| storage("etcd: a record key is not a sequence number"))?;
+                decode(seq, kv.value())
+            })
+            .collect()
     }
 }
 
@@ -176,27 +249,33 @@ impl PurgeLog for EtcdLog {
     }
 
     async fn read_from(&self, from: u64, max: usize) -> Result<Vec<PurgeRecord>, LogError> {
-        let options = GetOptions::new()
-            .with_range(prefix_end(&self.keys.records()))
-            .with_limit(max.min(RECORDS_PER_READ) as i64);
-        let answer = self
-            .etcd
-            .get("read", self.keys.record(from), Some(options))
-            .await
-            .map_err(etcd)?;
-        let prefix = self.keys.records().len();
-        answer
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let seq = kv
-                    .key()
-                    .get(prefix..)
-                    .and_then(parse_seq)
-                    .ok_or_else(|| storage("etcd: a record key is not a sequence number"))?;
-                decode(seq, kv.value())
-            })
-            .collect()
+        let cached = self.recent.lock().run_from(from, max);
+        if !cached.is_empty() {
+            return Ok(cached);
+        }
+        // Nothing beyond the head heard of: a follower that has everything asks again when
+        // the head moves, so etcd is not asked after every batch by every follower.
+        if from > self.bounds().head {
+            return Ok(Vec::new());
+        }
+        let _reading = self.reading.lock().await;
+        let cached = self.recent.lock().run_from(from, max);
+        if !cached.is_empty() {
+            return Ok(cached);
+        }
+        let records = self.read_etcd(from, max).await?;
+        // Only what follows what is kept: an old read (a node far behind) would evict the
+        // records every other node is about to read.
+        if self
+            .recent
+            .lock()
+            .records
+            .last_key_value()
+            .is_none_or(|(last, _)| from <= last + 1)
+        {
+            self.recent.lock().insert(&records);
+        }
+        Ok(records)
     }
 
     fn bounds(&self) -> LogBounds {
@@ -230,5 +309,28 @@ impl PurgeLog for EtcdLog {
         self.etcd.txn("truncate", txn).await.map_err(etcd)?;
         self.state.learn(None, Some(first));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::tests::record;
+
+    #[test]
+    fn the_recent_records_serve_only_consecutive_runs_and_keep_the_newest() {
+        let mut recent = Recent::default();
+        let numbered = |seqs: std::ops::RangeInclusive<u64>| {
+            seqs.map(|seq| PurgeRecord { seq, ..record("/a") }).collect::<Vec<_>>()
+        };
+        recent.insert(&numbered(1..=3));
+        recent.insert(&numbered(5..=6));
+        let seqs = |records: Vec<PurgeRecord>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(recent.run_from(2, 10)), vec![2, 3], "4 is not here: the run stops");
+        assert_eq!(seqs(recent.run_from(4, 10)), Vec::<u64>::new());
+        assert_eq!(seqs(recent.run_from(5, 1)), vec![5]);
+        recent.insert(&numbered(7..=(RECENT_RECORDS as u64 + 10)));
+        assert_eq!(recent.records.len(), RECENT_RECORDS);
+        assert!(recent.run_from(1, 1).is_empty(), "the oldest went first");
     }
 }

@@ -37,6 +37,8 @@ const REGISTRATION_RENEW_AFTER: Duration = Duration::from_secs(20);
 const RENEW_ATTEMPTS: usize = 8;
 /// Acks per transaction (etcd's limit is 128 operations).
 const ACKS_PER_TXN: usize = 100;
+/// How long the ack writer gathers acks before it writes them.
+const ACK_GATHERING: Duration = Duration::from_millis(1);
 
 /// The membership table in etcd.
 pub struct EtcdMembership {
@@ -55,6 +57,8 @@ pub struct EtcdMembership {
     /// Acks not yet written, the highest per node.
     pending_acks: Arc<Mutex<HashMap<String, u64>>>,
     acks_waiting: Arc<Notify>,
+    /// One answer written at a time: the purges waiting meanwhile are mostly answered by it.
+    answering: tokio::sync::Mutex<()>,
 }
 
 fn unavailable(e: etcd_client::Error) -> MembershipError {
@@ -102,6 +106,7 @@ impl EtcdMembership {
             registrations: Mutex::new(HashMap::new()),
             pending_acks: Arc::default(),
             acks_waiting: Arc::default(),
+            answering: tokio::sync::Mutex::new(()),
         };
         membership.start_ack_writer();
         Ok(membership)
@@ -115,6 +120,9 @@ impl EtcdMembership {
         tokio::spawn(async move {
             loop {
                 waiting.notified().await;
+                // Every node acks each purge within a few milliseconds of the others: gathering
+                // them makes one write of what would be one per node.
+                tokio::time::sleep(ACK_GATHERING).await;
                 let batch: Vec<(String, u64)> = pending.lock().drain().collect();
                 for chunk in batch.chunks(ACKS_PER_TXN) {
                     let writes: Vec<TxnOp> = chunk
@@ -219,16 +227,32 @@ impl EtcdMembership {
     }
 
     /// The view's decision on `seq`, confirmed in etcd when it is complete: `Ok` when it may
-    /// be answered, else when to look again.
+    /// be answered, else when to look again. What is confirmed is the highest purge every
+    /// lease holder has applied, so one write answers every purge waiting up to it.
     async fn complete(&self, seq: u64) -> Result<(), tokio::time::Instant> {
-        let decided = self
-            .shared
-            .view
-            .lock()
-            .decide(seq, Instant::now(), Some(self.leases_unknown_until));
+        let answered = || self.shared.view.lock().table.answered_max >= seq;
+        if answered() {
+            return Ok(());
+        }
+        let _answering = self.answering.lock().await;
+        if answered() {
+            return Ok(());
+        }
+        let decided = {
+            let view = self.shared.view.lock();
+            let now = Instant::now();
+            match view.decide(seq, now, Some(self.leases_unknown_until)) {
+                Ok(_) => {
+                    let through = view.answerable_through(seq, now);
+                    view.decide(through, now, Some(self.leases_unknown_until))
+                        .map(|decided| (through, decided))
+                }
+                Err(pending) => Err(pending),
+            }
+        };
         match decided {
             Err(pending) => Err(pending.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)),
-            Ok(decided) => match self.confirm(seq, decided).await {
+            Ok((through, decided)) => match self.confirm(through, decided).await {
                 Ok(true) => Ok(()),
                 // Something changed after the view: its news is on the way.
                 Ok(false) => Err(tokio::time::Instant::now() + Duration::from_millis(20)),

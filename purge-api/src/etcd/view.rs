@@ -67,6 +67,18 @@ impl View {
         })
     }
 
+    /// The highest purge, `seq` or later, that the view may answer with `seq`: what every
+    /// lease holder has applied. Answering it answers every purge before it in one write.
+    pub(crate) fn answerable_through(&self, seq: u64, now: Instant) -> u64 {
+        self.table
+            .members
+            .values()
+            .filter(|m| m.lease_until.is_some_and(|until| until > now))
+            .map(|m| m.record.applied)
+            .min()
+            .map_or(seq, |applied| applied.max(seq))
+    }
+
     /// Takes news of `answered` at `revision`.
     pub(crate) fn learn_answered(&mut self, answered: u64, revision: i64) {
         if revision > self.answered_revision {
