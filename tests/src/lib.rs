@@ -348,17 +348,21 @@ impl Cluster {
 
     /// The log's head, from `GET /v1/members`.
     pub async fn log_head(&self) -> u64 {
-        let members: serde_json::Value = self
-            .http()
-            .get(format!("{}/v1/members", self.info.purge_api))
+        let members = self.members_at(&self.info.purge_api).await;
+        members["head"].as_u64().expect("head is a number")
+    }
+
+    /// `GET /v1/members` of the purge-api at `purge_api` (one replica of `info.purge_apis`).
+    pub async fn members_at(&self, purge_api: &str) -> serde_json::Value {
+        self.http()
+            .get(format!("{purge_api}/v1/members"))
             .bearer_auth(&self.info.purge_token)
             .send()
             .await
             .expect("purge-api answers")
             .json()
             .await
-            .expect("members is JSON");
-        members["head"].as_u64().expect("head is a number")
+            .expect("members is JSON")
     }
 
     /// Starts purge-api again (after a kill) on its own data and port, as devcluster did.

@@ -47,16 +47,7 @@ fn alternating(cluster: &Cluster) -> impl Fn(usize) -> String + use<> {
 }
 
 async fn member_ids(cluster: &Cluster, purge_api: &str) -> Vec<String> {
-    let members: serde_json::Value = cluster
-        .http()
-        .get(format!("{purge_api}/v1/members"))
-        .bearer_auth(&cluster.info.purge_token)
-        .send()
-        .await
-        .expect("purge-api answers")
-        .json()
-        .await
-        .expect("members is JSON");
+    let members = cluster.members_at(purge_api).await;
     let mut ids: Vec<String> = members["members"]
         .as_array()
         .into_iter()
