@@ -36,9 +36,14 @@ impl ControlPlane {
                     let log = EtcdLog::open(connection.clone(), keys.clone())
                         .await
                         .map_err(|e| e.to_string())?;
-                    let members =
-                        EtcdMembership::open(connection.clone(), keys.clone(), config.lease(), config.lease_bound())
-                            .await?;
+                    let members = EtcdMembership::open(
+                        connection.clone(),
+                        keys.clone(),
+                        config.lease(),
+                        config.lease_bound(),
+                        log.heads(),
+                    )
+                    .await?;
                     Ok::<_, String>(Self {
                         log: Arc::new(log),
                         members: Box::new(members),

@@ -305,15 +305,18 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
                     beat = tokio::time::timeout(Duration::from_secs(1), head.changed()) => beat,
                     _ = stopping.changed() => return,
                 };
-                if beat.is_err()
-                    && tx
-                        .send(line(&LogLine::Heartbeat {
-                            head: app.log.bounds().head,
-                        }))
-                        .await
-                        .is_err()
-                {
-                    return;
+                if beat.is_err() {
+                    if let Err(e) = app.log.check_reachable().await {
+                        // Cut, so that the node moves on to a replica that can reach the log.
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        return;
+                    }
+                    let heartbeat = LogLine::Heartbeat {
+                        head: app.log.bounds().head,
+                    };
+                    if tx.send(line(&heartbeat)).await.is_err() {
+                        return;
+                    }
                 }
                 continue;
             }

@@ -97,6 +97,31 @@ async fn every_replica_appends_to_one_log_and_counts_every_nodes_acks() {
         (first..first + 6).collect::<Vec<_>>(),
         "sequence numbers from both replicas are consecutive"
     );
+
+    // A signed webhook taken by one replica is a replay at the other.
+    let body = br#"{"urls":["/mut/replicas.png"]}"#.to_vec();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signature = fresco_protocol::signature::sign(cluster.info.webhook_secret.as_bytes(), now, &body);
+    let mut statuses = Vec::new();
+    for replica in &replicas {
+        let resp = cluster
+            .http()
+            .post(format!("{replica}/v1/purge"))
+            .header("x-fresco-signature", &signature)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 401],
+        "the second replica refuses the replayed signature"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

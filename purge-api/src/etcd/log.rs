@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp};
 use fresco_protocol::PurgeRecord;
@@ -71,7 +72,13 @@ pub struct EtcdLog {
     recent: Mutex<Recent>,
     /// One read of etcd at a time: followers woken by the same append wait for the first.
     reading: tokio::sync::Mutex<()>,
+    /// When etcd last answered a reachability check, and whether it did: one check serves
+    /// every follower for [`REACHABILITY_VALID`].
+    reachable: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
+
+/// How long one reachability check stands for.
+const REACHABILITY_VALID: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Known {
@@ -92,6 +99,13 @@ impl LogState {
         if let Some((head, revision)) = head
             && revision > known.head_revision
         {
+            if head < known.bounds.head {
+                tracing::error!(
+                    was = known.bounds.head,
+                    now = head,
+                    "etcd's purge log went back (restored from a backup?): restart every purge-api replica"
+                );
+            }
             known.bounds.head = known.bounds.head.max(head);
             known.head_revision = revision;
         }
@@ -161,6 +175,7 @@ impl EtcdLog {
             state,
             recent: Mutex::default(),
             reading: tokio::sync::Mutex::new(()),
+            reachable: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -295,6 +310,18 @@ impl PurgeLog for EtcdLog {
 
     fn heads(&self) -> watch::Receiver<u64> {
         self.state.heads.subscribe()
+    }
+
+    async fn check_reachable(&self) -> Result<(), LogError> {
+        let mut checked = self.reachable.lock().await;
+        if let Some((at, result)) = checked.as_ref()
+            && at.elapsed() < REACHABILITY_VALID
+        {
+            return result.clone().map_err(storage);
+        }
+        let result = self.current_bounds().await.map(|_| ()).map_err(|e| e.to_string());
+        *checked = Some((Instant::now(), result.clone()));
+        result.map_err(storage)
     }
 
     async fn truncate_before(&self, seq: u64) -> Result<(), LogError> {

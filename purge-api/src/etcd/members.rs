@@ -59,6 +59,8 @@ pub struct EtcdMembership {
     acks_waiting: Arc<Notify>,
     /// One answer written at a time: the purges waiting meanwhile are mostly answered by it.
     answering: tokio::sync::Mutex<()>,
+    /// The log's head: no answer goes beyond it.
+    heads: tokio::sync::watch::Receiver<u64>,
 }
 
 fn unavailable(e: etcd_client::Error) -> MembershipError {
@@ -71,7 +73,13 @@ fn lease_not_found(e: &etcd_client::Error) -> bool {
 
 impl EtcdMembership {
     /// Follows the table under `keys`; returns once this replica has read all of it.
-    pub(crate) async fn open(etcd: Etcd, keys: Keys, lease: Duration, lease_bound: Duration) -> Result<Self, String> {
+    pub(crate) async fn open(
+        etcd: Etcd,
+        keys: Keys,
+        lease: Duration,
+        lease_bound: Duration,
+        heads: tokio::sync::watch::Receiver<u64>,
+    ) -> Result<Self, String> {
         // `answered` exists from the start, so that a grant can compare its value.
         let create = Txn::new()
             .when([Compare::create_revision(keys.answered(), CompareOp::Equal, 0)])
@@ -107,6 +115,7 @@ impl EtcdMembership {
             pending_acks: Arc::default(),
             acks_waiting: Arc::default(),
             answering: tokio::sync::Mutex::new(()),
+            heads,
         };
         membership.start_ack_writer();
         Ok(membership)
@@ -229,21 +238,26 @@ impl EtcdMembership {
     /// The view's decision on `seq`, confirmed in etcd when it is complete: `Ok` when it may
     /// be answered, else when to look again. What is confirmed is the highest purge every
     /// lease holder has applied, so one write answers every purge waiting up to it.
-    async fn complete(&self, seq: u64) -> Result<(), tokio::time::Instant> {
+    async fn complete(&self, seq: u64, deadline: tokio::time::Instant) -> Result<(), tokio::time::Instant> {
         let answered = || self.shared.view.lock().table.answered_max >= seq;
         if answered() {
             return Ok(());
         }
-        let _answering = self.answering.lock().await;
+        // While etcd is out of reach each answer takes the whole budget: a waiter queues only
+        // until its own deadline.
+        let Ok(_answering) = tokio::time::timeout_at(deadline, self.answering.lock()).await else {
+            return Err(deadline);
+        };
         if answered() {
             return Ok(());
         }
+        let head = *self.heads.borrow();
         let decided = {
             let view = self.shared.view.lock();
             let now = Instant::now();
             match view.decide(seq, now, Some(self.leases_unknown_until)) {
                 Ok(_) => {
-                    let through = view.answerable_through(seq, now);
+                    let through = view.answerable_through(seq, now).min(head.max(seq));
                     view.decide(through, now, Some(self.leases_unknown_until))
                         .map(|decided| (through, decided))
                 }
@@ -365,7 +379,8 @@ impl Membership for EtcdMembership {
 
     async fn status(&self, seq: u64) -> PurgeStatus {
         let mut status = self.status_now(seq);
-        status.complete = self.complete(seq).await.is_ok();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        status.complete = self.complete(seq, deadline).await.is_ok();
         status
     }
 
@@ -374,7 +389,7 @@ impl Membership for EtcdMembership {
         let mut changed = self.shared.changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let wake = match self.complete(seq).await {
+            let wake = match self.complete(seq, deadline).await {
                 Ok(()) => {
                     let mut status = self.status_now(seq);
                     status.complete = true;

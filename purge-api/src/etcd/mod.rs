@@ -37,9 +37,9 @@ use crate::metrics::METRICS;
 /// on from one that fails).
 pub async fn connect(config: &EtcdConfig) -> Result<Etcd, String> {
     let budget = Duration::from_millis(config.timeout_ms);
-    // A call may go to a member that has just died or been cut off: half the budget leaves
-    // time to try another.
-    let per_call = budget / 2;
+    // A call may go to a member that has just died or been cut off, and hang until it
+    // notices (its election timeout): a quarter of the budget leaves time to try others.
+    let per_call = budget / 4;
     let mut options = ConnectOptions::new()
         .with_connect_timeout(per_call)
         .with_timeout(per_call)

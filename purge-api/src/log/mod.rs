@@ -67,6 +67,12 @@ pub trait PurgeLog: Send + Sync + 'static {
     }
     /// The head, changing after every append by any process.
     fn heads(&self) -> watch::Receiver<u64>;
+    /// Whether the log can be reached now, for followers that have everything and hear
+    /// nothing: a replica cut off from a replicated log must let them go to another. The
+    /// default, for a log of this process's own, is always.
+    async fn check_reachable(&self) -> Result<(), LogError> {
+        Ok(())
+    }
     /// Drops records before `seq` (retention).
     async fn truncate_before(&self, seq: u64) -> Result<(), LogError>;
 }

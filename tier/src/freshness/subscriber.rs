@@ -87,6 +87,10 @@ impl Subscriber {
             .await
             .inspect_err(|_| self.apis.failed(replica))?
         {
+            if self.apis.base().0 != replica {
+                // The lease loop or an ack found this replica failing: follow the one in use.
+                return Ok(());
+            }
             let mut batch: Vec<PurgeRecord> = Vec::new();
             for line in lines {
                 match line {
