@@ -42,6 +42,35 @@ pub struct ClusterOptions {
     pub control_plane: ControlPlane,
     /// With [`ControlPlane::Etcd`]: use these members' client URLs instead of starting three.
     pub etcd_endpoints: Vec<String>,
+    /// With `etcd_endpoints`: how purge-api reaches them (`control_plane.etcd` lines beside
+    /// `endpoints`: `ca_file`, `user`).
+    pub etcd_access: EtcdAccess,
+}
+
+/// How purge-api authenticates to, and verifies, an etcd cluster devcluster did not start.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdAccess {
+    /// The CA etcd's server certificates are verified against (the endpoints are `https://`).
+    pub ca_file: Option<PathBuf>,
+    /// An etcd user and the file holding its password.
+    pub user: Option<(String, PathBuf)>,
+}
+
+impl EtcdAccess {
+    /// The lines of `control_plane.etcd` beside `endpoints`.
+    fn config_lines(&self) -> String {
+        let mut lines = String::new();
+        if let Some(ca) = &self.ca_file {
+            lines.push_str(&format!("    ca_file: {}\n", ca.display()));
+        }
+        if let Some((name, password_file)) = &self.user {
+            lines.push_str(&format!(
+                "    user: {{name: {name}, password_file: {}}}\n",
+                password_file.display()
+            ));
+        }
+        lines
+    }
 }
 
 /// `--control-plane`.
@@ -389,7 +418,11 @@ async fn start(
                     .collect(),
             };
             let endpoints: Vec<&str> = etcd.iter().map(|m| m.client_url.as_str()).collect();
-            let section = format!("control_plane:\n  etcd:\n    endpoints: [{}]\n", endpoints.join(", "));
+            let section = format!(
+                "control_plane:\n  etcd:\n    endpoints: [{}]\n{}",
+                endpoints.join(", "),
+                options.etcd_access.config_lines()
+            );
             (etcd, vec![section; ETCD_REPLICAS])
         }
     };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use fresco_devcluster::cluster::{ClusterOptions, ControlPlane, run};
+use fresco_devcluster::cluster::{ClusterOptions, ControlPlane, EtcdAccess, run};
 use fresco_devcluster::control::{self, Request};
 use fresco_devcluster::demo_origin::{self, Webhook};
 use fresco_devcluster::state::ClusterInfo;
@@ -60,6 +60,15 @@ struct Cli {
     /// instead of starting one.
     #[arg(long, value_name = "URLS", value_delimiter = ',', requires = "control_plane")]
     etcd_endpoints: Vec<String>,
+    /// With `--etcd-endpoints https://…`: the CA that etcd's certificates are verified against.
+    #[arg(long, value_name = "FILE", requires = "etcd_endpoints")]
+    etcd_ca: Option<PathBuf>,
+    /// With `--etcd-endpoints`: the etcd user purge-api authenticates as.
+    #[arg(long, value_name = "NAME", requires_all = ["etcd_endpoints", "etcd_password_file"])]
+    etcd_user: Option<String>,
+    /// The file holding `--etcd-user`'s password.
+    #[arg(long, value_name = "FILE", requires = "etcd_user")]
+    etcd_password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -206,6 +215,10 @@ async fn main() -> ExitCode {
                 tls: cli.tls,
                 control_plane: cli.control_plane,
                 etcd_endpoints: cli.etcd_endpoints,
+                etcd_access: EtcdAccess {
+                    ca_file: cli.etcd_ca,
+                    user: cli.etcd_user.zip(cli.etcd_password_file),
+                },
             })
             .await
         }

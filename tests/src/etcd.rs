@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use fresco_devcluster::etcd::args;
 use fresco_devcluster::state::EtcdInfo;
+use fresco_tls::ServerFiles;
 
 use crate::netns::TestHost;
 
@@ -26,11 +27,23 @@ struct Member {
     data_dir: PathBuf,
     netns: Option<String>,
     child: Option<Child>,
+    /// Serve clients over TLS with these files.
+    tls: Option<ServerFiles>,
+}
+
+/// TLS for etcd's clients: the CA they verify against and the members' certificate.
+pub struct EtcdTls {
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The members' certificate and key.
+    pub server: ServerFiles,
 }
 
 /// A running etcd cluster; dropping it kills every member.
 pub struct EtcdCluster {
     members: Vec<Member>,
+    /// The CA its members' certificates chain to, when they serve TLS.
+    ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,10 +58,11 @@ impl Member {
             }
             None => Command::new(binary),
         };
-        cmd.args(args(&self.info, all, &self.data_dir))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args(args(&self.info, all, &self.data_dir));
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file").arg(&tls.cert).arg("--key-file").arg(&tls.key);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let child = cmd.spawn().expect("etcd starts (apt-get install etcd-server)");
         self.info.pid = child.id();
         self.child = Some(child);
@@ -65,6 +79,12 @@ impl Member {
 impl EtcdCluster {
     /// Starts one member per placement and waits until every one is healthy.
     pub fn start(placements: &[Placement]) -> Self {
+        Self::start_with(placements, None)
+    }
+
+    /// As [`EtcdCluster::start`], the members serving their clients over TLS with `tls`.
+    pub fn start_with(placements: &[Placement], tls: Option<&EtcdTls>) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let dir = tempfile::tempdir().expect("a temp dir");
         let ip_of = |p: &Placement| match p {
             Placement::Here(ip) => *ip,
@@ -83,7 +103,7 @@ impl EtcdCluster {
                 let port = |_| fresco_devcluster::state::free_port(here).expect("a free port");
                 EtcdInfo {
                     name: format!("etcd-{}", i + 1),
-                    client_url: format!("http://{ip}:{}", port(ip)),
+                    client_url: format!("{scheme}://{ip}:{}", port(ip)),
                     peer_url: format!("http://{ip}:{}", port(ip)),
                     pid: 0,
                 }
@@ -100,12 +120,14 @@ impl EtcdCluster {
                     Placement::In(host) => Some(host.name().to_string()),
                 },
                 child: None,
+                tls: tls.map(|t| t.server.clone()),
             })
             .collect();
+        let ca = tls.map(|t| t.ca.clone());
         for member in &mut members {
             member.spawn(&infos);
         }
-        let cluster = Self { members, _dir: dir };
+        let cluster = Self { members, ca, _dir: dir };
         for i in 0..cluster.members.len() {
             cluster.wait_healthy(i, Duration::from_secs(30));
         }
@@ -140,13 +162,47 @@ impl EtcdCluster {
         self.wait_healthy(i, Duration::from_secs(30));
     }
 
+    /// curl, trusting the members' CA.
+    fn curl(&self) -> Command {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-m", "1"]);
+        if let Some(ca) = &self.ca {
+            curl.arg("--cacert").arg(ca);
+        }
+        curl
+    }
+
+    /// Turns etcd's authentication on, with user `root` (role `root`) and `password`.
+    pub fn enable_auth(&self, password: &str) {
+        let url = &self.members[0].info.client_url;
+        for (path, body) in [
+            ("role/add", r#"{"name":"root"}"#.to_string()),
+            ("user/add", format!(r#"{{"name":"root","password":"{password}"}}"#)),
+            ("user/grant", r#"{"user":"root","role":"root"}"#.to_string()),
+            ("enable", "{}".to_string()),
+        ] {
+            let out = self
+                .curl()
+                .args(["-X", "POST", "-d", &body])
+                .arg(format!("{url}/v3/auth/{path}"))
+                .output()
+                .expect("curl runs");
+            let answer = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && !answer.contains("\"error\""),
+                "etcd auth/{path}: {answer}"
+            );
+        }
+    }
+
     /// Waits until member `i` answers `/health` with a leader.
     pub fn wait_healthy(&self, i: usize, limit: Duration) {
         let url = format!("{}/health", self.members[i].info.client_url);
         let started = Instant::now();
         while started.elapsed() < limit {
-            let healthy = Command::new("curl")
-                .args(["-s", "-m", "1", &url])
+            let healthy = self
+                .curl()
+                .arg(&url)
                 .output()
                 .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("\"health\":\"true\""));
             if healthy {
@@ -162,8 +218,9 @@ impl EtcdCluster {
         let mut ids = Vec::new();
         let mut leader = None;
         for member in &self.members {
-            let status = Command::new("curl")
-                .args(["-s", "-m", "1", "-X", "POST", "-d", "{}"])
+            let status = self
+                .curl()
+                .args(["-X", "POST", "-d", "{}"])
                 .arg(format!("{}/v3/maintenance/status", member.info.client_url))
                 .output()
                 .ok()

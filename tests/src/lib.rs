@@ -54,6 +54,7 @@ pub struct ClusterBuilder {
     state: Option<Arc<tempfile::TempDir>>,
     tls: bool,
     etcd: Option<String>,
+    more_args: Vec<String>,
 }
 
 impl Default for ClusterBuilder {
@@ -71,6 +72,7 @@ impl Default for ClusterBuilder {
             // `FRESCO_CONTROL_PLANE=etcd` runs every cluster's purge-api over etcd: the
             // freshness suite runs against both backends (`make test`).
             etcd: (std::env::var("FRESCO_CONTROL_PLANE").as_deref() == Ok("etcd")).then(String::new),
+            more_args: Vec::new(),
         }
     }
 }
@@ -135,6 +137,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Passes more flags to devcluster (`--etcd-ca FILE`, …).
+    pub fn devcluster_args(mut self, args: &[&str]) -> Self {
+        self.more_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
     /// Reuses the state dir of a stopped cluster (its ports, ids and caches).
     pub fn state_of_dir(mut self, state: Arc<tempfile::TempDir>) -> Self {
         self.state = Some(state);
@@ -169,6 +177,7 @@ impl ClusterBuilder {
         if self.tls {
             cmd.arg("--tls");
         }
+        cmd.args(&self.more_args);
         if let Some(endpoints) = &self.etcd {
             cmd.args(["--control-plane", "etcd"]);
             if !endpoints.is_empty() {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fresco_e2e::etcd::{EtcdCluster, Placement};
+use fresco_e2e::etcd::{EtcdCluster, EtcdTls, Placement};
 use fresco_e2e::netns::TestHost;
 use fresco_e2e::origin::TestOrigin;
 use fresco_e2e::purge_history::{self, Fault};
@@ -296,4 +296,78 @@ async fn without_etcds_quorum_purges_are_refused_nodes_fence_and_all_recovers_by
     assert_eq!(answer.status, 200, "{}", answer.body);
     let fresh = cluster.http().get(cluster.edge_url(0, path)).send().await.unwrap();
     assert_eq!(header(&fresh, "x-version"), "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_api_reaches_etcd_over_tls_as_an_etcd_user_and_a_wrong_password_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = fresco_devcluster::state::StateDir::create(dir.path()).unwrap();
+    let tls = fresco_devcluster::tls::ClusterTls::prepare(&state, LOOPBACK).unwrap();
+    let etcd_tls = EtcdTls {
+        ca: tls.ca.clone(),
+        server: tls.server.clone(),
+    };
+    let etcd = EtcdCluster::start_with(
+        &[
+            Placement::Here(LOOPBACK),
+            Placement::Here(LOOPBACK),
+            Placement::Here(LOOPBACK),
+        ],
+        Some(&etcd_tls),
+    );
+    assert!(etcd.endpoints().starts_with("https://"));
+    etcd.enable_auth("root-password-0123");
+    let password = dir.path().join("etcd-password");
+    std::fs::write(&password, "root-password-0123\n").unwrap();
+    let origin = TestOrigin::start().await;
+    let (ca, password_file) = (tls.ca.display().to_string(), password.display().to_string());
+    let cluster = Cluster::builder()
+        .origin(&origin.url)
+        .lease_ms(LEASE.as_millis() as u64)
+        .etcd_at(etcd.endpoints())
+        .devcluster_args(&[
+            "--etcd-ca",
+            &ca,
+            "--etcd-user",
+            "root",
+            "--etcd-password-file",
+            &password_file,
+        ])
+        .start();
+    let path = "/mut/secured.png";
+    origin.set_version(path, 2);
+    let answer = cluster.purge(json!({ "urls": [path] })).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.acked().len(), 3, "{}", answer.body);
+    let resp = cluster.http().get(cluster.edge_url(0, path)).send().await.unwrap();
+    assert_eq!(header(&resp, "x-version"), "2");
+
+    // The same replica with a wrong password does not start, and says why.
+    let wrong = dir.path().join("wrong-password");
+    std::fs::write(&wrong, "not-the-password").unwrap();
+    let config = dir.path().join("wrong.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\ntokens: [token-token-token-1]\nnode_keys: [node-key-node-key-node]\n\
+             control_plane:\n  etcd:\n    endpoints: [{endpoints}]\n    ca_file: {ca}\n    user: {{name: root, password_file: {wrong}}}\n",
+            port = fresco_e2e::free_port(),
+            endpoints = etcd.endpoints(),
+            wrong = wrong.display(),
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(fresco_e2e::bin_dir().join("purge-api"))
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("etcd"), "the error names etcd: {stderr}");
+    eprintln!("wrong password: {}", stderr.trim());
 }
