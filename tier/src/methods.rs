@@ -68,7 +68,7 @@ pub fn invalidated_targets(req: &RequestHeader, resp: &ResponseHeader) -> Vec<St
 }
 
 /// The request's host, without a port, lowercased.
-fn request_host(req: &RequestHeader) -> Option<String> {
+pub(crate) fn request_host(req: &RequestHeader) -> Option<String> {
     let host = req
         .headers
         .get(header::HOST)

@@ -261,13 +261,7 @@ impl CacheProxy {
     }
 
     fn site_for(&self, req: &RequestHeader) -> usize {
-        let host = req
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host())
-            .unwrap_or("");
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h).to_ascii_lowercase();
+        let host = crate::methods::request_host(req).unwrap_or_default();
         self.sites
             .iter()
             .position(|s| s.name == host || s.hosts.contains(&host))
