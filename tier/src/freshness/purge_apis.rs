@@ -50,8 +50,8 @@ impl PurgeApis {
 
     /// The replica in use and the URL of `path` on it.
     pub fn url(&self, path: &str) -> (Replica, String) {
-        let at = self.current.load(Ordering::Acquire) % self.urls.len();
-        (Replica(at), format!("{}{path}", self.urls[at]))
+        let (replica, base) = self.base();
+        (replica, format!("{base}{path}"))
     }
 
     /// The base URL of the replica in use.
@@ -72,16 +72,6 @@ impl PurgeApis {
         {
             tracing::warn!(failed = %self.urls[replica.0], next = %self.urls[next], "moving to the next purge-api replica");
         }
-    }
-
-    /// How many replicas there are.
-    pub fn len(&self) -> usize {
-        self.urls.len()
-    }
-
-    /// Never true: a node follows at least one replica.
-    pub fn is_empty(&self) -> bool {
-        self.urls.is_empty()
     }
 }
 
