@@ -214,9 +214,7 @@ impl EtcdLog {
         }
         Err(storage("etcd: the head kept moving; append not written"))
     }
-}
 
-impl EtcdLog {
     /// Up to `max` records from `from`, read from etcd.
     async fn read_etcd(&self, from: u64, max: usize) -> Result<Vec<PurgeRecord>, LogError> {
         let options = GetOptions::new()
@@ -325,7 +323,8 @@ impl PurgeLog for EtcdLog {
     }
 
     async fn truncate_before(&self, seq: u64) -> Result<(), LogError> {
-        let first = self.bounds().first.max(seq.min(self.bounds().head + 1));
+        let bounds = self.bounds();
+        let first = bounds.first.max(seq.min(bounds.head + 1));
         let txn = Txn::new().and_then([
             TxnOp::delete(
                 self.keys.record(0),
