@@ -194,6 +194,16 @@ mod tests {
 
     use super::*;
 
+    /// A table in memory for leases of `lease_ms`, surely expired after `bound_ms`.
+    fn members(lease_ms: u64, bound_ms: u64, answered_max: u64) -> Members {
+        Members::new(
+            Duration::from_millis(lease_ms),
+            Duration::from_millis(bound_ms),
+            answered_max,
+            GrantRecord::in_memory(),
+        )
+    }
+
     fn lease(node: &str, applied: u64) -> LeaseRequest {
         LeaseRequest {
             node: node.into(),
@@ -206,12 +216,7 @@ mod tests {
 
     #[test]
     fn a_lease_needs_the_head_that_was_shown_and_every_answered_purge() {
-        let m = Members::new(
-            Duration::from_secs(2),
-            Duration::from_millis(2200),
-            0,
-            GrantRecord::in_memory(),
-        );
+        let m = members(2000, 2200, 0);
         // First contact at head 5: not yet caught up.
         assert!(!m.renew_now(&lease("e1", 0), 5).granted);
         assert!(
@@ -223,12 +228,7 @@ mod tests {
 
     #[test]
     fn a_stalled_node_loses_its_lease_at_the_second_renewal() {
-        let m = Members::new(
-            Duration::from_secs(2),
-            Duration::from_millis(2200),
-            0,
-            GrantRecord::in_memory(),
-        );
+        let m = members(2000, 2200, 0);
         m.renew_now(&lease("e1", 0), 0);
         assert!(m.renew_now(&lease("e1", 0), 0).granted);
         assert!(m.renew_now(&lease("e1", 0), 3).granted, "head 3 was not shown before");
@@ -237,12 +237,7 @@ mod tests {
 
     #[test]
     fn a_purge_completes_when_every_lease_holder_acked() {
-        let m = Members::new(
-            Duration::from_secs(2),
-            Duration::from_millis(2200),
-            0,
-            GrantRecord::in_memory(),
-        );
+        let m = members(2000, 2200, 0);
         for node in ["e1", "e2"] {
             m.renew_now(&lease(node, 0), 0);
             assert!(m.renew_now(&lease(node, 0), 0).granted);
@@ -265,12 +260,7 @@ mod tests {
 
     #[test]
     fn after_a_restart_no_purge_completes_until_old_leases_surely_expired() {
-        let m = Members::new(
-            Duration::from_millis(100),
-            Duration::from_millis(150),
-            7,
-            GrantRecord::in_memory(),
-        );
+        let m = members(100, 150, 7);
         assert!(
             !m.status_now(8).complete,
             "a node may hold a lease from before the restart"
@@ -307,12 +297,7 @@ mod tests {
 
     #[test]
     fn a_node_ahead_of_the_log_gets_no_lease() {
-        let m = Members::new(
-            Duration::from_secs(2),
-            Duration::from_millis(2200),
-            0,
-            GrantRecord::in_memory(),
-        );
+        let m = members(2000, 2200, 0);
         let answer = m.renew_now(&lease("e1", 9), 3);
         assert!(!answer.granted);
         assert!(answer.reason.unwrap().contains("reset"));
@@ -331,12 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unresponsive_holder_stops_counting_when_its_lease_surely_expired() {
-        let m = Members::new(
-            Duration::from_millis(100),
-            Duration::from_millis(150),
-            0,
-            GrantRecord::in_memory(),
-        );
+        let m = members(100, 150, 0);
         m.renew_now(&lease("e1", 0), 0);
         assert!(m.renew_now(&lease("e1", 0), 0).granted);
         let started = Instant::now();
