@@ -59,6 +59,9 @@ pub fn args(member: &EtcdInfo, all: &[EtcdInfo], data_dir: &Path) -> Vec<String>
     ]
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_string(), value])
+    // A member cut off and back does not depose a leader with its higher term (etcd 3.5's
+    // default; 3.4, Debian's, has it off). A boolean: one argument.
+    .chain(["--pre-vote=true".to_string()])
     .collect()
 }
 

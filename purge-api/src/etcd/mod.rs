@@ -15,113 +15,22 @@
 //! revisions it was made on: an append compares the head's, a grant the member's and
 //! `answered`'s, a completion every member's.
 
+mod connection;
 mod follow;
 mod log;
 mod members;
 mod replay;
 mod view;
 
-use std::time::Duration;
+use etcd_client::{GetOptions, GetResponse, LeaseGrantResponse, Txn, TxnResponse};
 
-use etcd_client::{
-    Certificate, Client, ConnectOptions, GetOptions, GetResponse, LeaseGrantResponse, TlsOptions, Txn, TxnResponse,
-};
-
+pub use self::connection::{Etcd, connect};
 pub use self::log::EtcdLog;
 pub use self::members::EtcdMembership;
 pub use self::replay::EtcdReplayGuard;
-use crate::config::EtcdConfig;
 use crate::metrics::METRICS;
 
-/// Connects to the etcd cluster of `config` (the client balances over its endpoints and moves
-/// on from one that fails).
-pub async fn connect(config: &EtcdConfig) -> Result<Etcd, String> {
-    let budget = Duration::from_millis(config.timeout_ms);
-    // A call may go to a member that has just died or been cut off, and hang until it
-    // notices (its election timeout): a quarter of the budget leaves time to try others.
-    let per_call = budget / 4;
-    let mut options = ConnectOptions::new()
-        .with_connect_timeout(per_call)
-        .with_timeout(per_call)
-        // etcd refuses pings more often than every 5 s (`--grpc-keepalive-min-time`).
-        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(2))
-        .with_keep_alive_while_idle(true)
-        // A member cut off from the leader answers nothing rather than old data.
-        .with_require_leader(true);
-    if let Some(user) = &config.user {
-        let password = std::fs::read_to_string(&user.password_file)
-            .map_err(|e| format!("control_plane.etcd.user.password_file: {e}"))?;
-        options = options.with_user(&user.name, password.trim_end());
-    }
-    if let Some(ca) = &config.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("control_plane.etcd.ca_file: {e}"))?;
-        options = options.with_tls(TlsOptions::new().ca_certificate(Certificate::from_pem(pem)));
-    }
-    let client = Client::connect(&config.endpoints, Some(options))
-        .await
-        .map_err(|e| format!("connecting to etcd {:?}: {e}", config.endpoints))?;
-    Ok(Etcd { client, budget })
-}
-
-/// A connection to etcd whose calls are tried again, within a budget, while etcd cannot answer
-/// (a member down, a leader being elected). Beyond the budget the caller gets the error.
-///
-/// Tried again means possibly done twice: every write fresco makes is either a transaction
-/// whose comparisons fail the second time (and say what happened) or idempotent.
-#[derive(Clone)]
-pub struct Etcd {
-    client: Client,
-    budget: Duration,
-}
-
-/// Pause between two attempts.
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
-
-fn worth_retrying(e: &etcd_client::Error) -> bool {
-    use etcd_client::Error;
-    match e {
-        Error::GRpcStatus(status) => !matches!(
-            status.code(),
-            tonic::Code::InvalidArgument
-                | tonic::Code::NotFound
-                | tonic::Code::PermissionDenied
-                | tonic::Code::Unauthenticated
-                | tonic::Code::FailedPrecondition
-                | tonic::Code::OutOfRange
-        ),
-        Error::TransportError(_) | Error::IoError(_) => true,
-        _ => false,
-    }
-}
-
 impl Etcd {
-    /// The client, for watches (which retry on their own).
-    pub(crate) fn client(&self) -> Client {
-        self.client.clone()
-    }
-
-    async fn retried<T, F>(&self, operation: &'static str, call: impl Fn(Client) -> F) -> Result<T, etcd_client::Error>
-    where
-        F: Future<Output = Result<T, etcd_client::Error>>,
-    {
-        let deadline = tokio::time::Instant::now() + self.budget;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let result = match tokio::time::timeout(left, timed(operation, call(self.client.clone()))).await {
-                Ok(result) => result,
-                Err(_) => Err(etcd_client::Error::GRpcStatus(tonic::Status::deadline_exceeded(
-                    format!("no answer within {:?}", self.budget),
-                ))),
-            };
-            match result {
-                Err(e) if worth_retrying(&e) && tokio::time::Instant::now() + RETRY_PAUSE < deadline => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-                result => return result,
-            }
-        }
-    }
-
     /// A transaction.
     pub(crate) async fn txn(&self, operation: &'static str, txn: Txn) -> Result<TxnResponse, etcd_client::Error> {
         self.retried(operation, |mut client| {
