@@ -1,5 +1,8 @@
 //! Keeps a view of one key range current: a read, then a watch from just after it; after a
 //! broken watch, a fresh read. Nothing is missed and nothing is seen twice out of order.
+//!
+//! The watch may cover more than the read ([`follow_watching`]): keys too many to read at
+//! once whose news alone matters (the log's records).
 
 use std::time::Duration;
 
@@ -20,14 +23,28 @@ pub(crate) trait Follower: Send + 'static {
 
 /// Follows the keys under `prefix` for ever; `ready` is told after the first snapshot.
 pub(crate) async fn follow<F: Follower>(
-    mut client: Client,
+    client: Client,
     prefix: String,
+    follower: F,
+    ready: Option<oneshot::Sender<()>>,
+) {
+    follow_watching(client, prefix.clone(), prefix, follower, ready).await
+}
+
+/// As [`follow`], the snapshot of the keys under `read`, the watch of those under `watched`
+/// (which must include `read`): a key of `watched` outside `read` is known from its first
+/// write after the snapshot.
+pub(crate) async fn follow_watching<F: Follower>(
+    mut client: Client,
+    read: String,
+    watched: String,
     mut follower: F,
     mut ready: Option<oneshot::Sender<()>>,
 ) {
+    debug_assert!(read.starts_with(&watched));
     loop {
-        if let Err(e) = follow_once(&mut client, &prefix, &mut follower, &mut ready).await {
-            tracing::warn!(prefix, error = %e, "etcd watch broke; reading the range again");
+        if let Err(e) = follow_once(&mut client, &read, &watched, &mut follower, &mut ready).await {
+            tracing::warn!(prefix = read, error = %e, "etcd watch broke; reading the range again");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -35,22 +52,23 @@ pub(crate) async fn follow<F: Follower>(
 
 async fn follow_once<F: Follower>(
     client: &mut Client,
-    prefix: &str,
+    read: &str,
+    watched: &str,
     follower: &mut F,
     ready: &mut Option<oneshot::Sender<()>>,
 ) -> Result<(), etcd_client::Error> {
-    let range = GetOptions::new().with_range(prefix_end(prefix));
-    let snapshot = timed("range", client.get(prefix, Some(range))).await?;
+    let range = GetOptions::new().with_range(prefix_end(read));
+    let snapshot = timed("range", client.get(read, Some(range))).await?;
     let revision = snapshot.header().map_or(0, |h| h.revision());
     follower.snapshot(snapshot.kvs(), revision);
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }
     let options = WatchOptions::new()
-        .with_range(prefix_end(prefix))
+        .with_range(prefix_end(watched))
         .with_start_revision(revision + 1)
         .with_progress_notify();
-    let mut stream = timed("watch", client.watch(prefix, Some(options))).await?;
+    let mut stream = timed("watch", client.watch(watched, Some(options))).await?;
     while let Some(response) = stream.message().await? {
         if response.canceled() {
             return Err(etcd_client::Error::WatchError(format!(

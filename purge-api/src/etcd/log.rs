@@ -6,8 +6,9 @@
 //! stay consecutive across replicas and etcd leader changes.
 //!
 //! Every node following a replica reads the same new records; a record never changes once
-//! written, so each replica keeps the newest in memory ([`Recent`]) and reads etcd once per
-//! batch for all its followers, not once per follower.
+//! written, so each replica keeps the newest in memory ([`Recent`]): those it appended and
+//! those its watch of the log brings (with the head that follows them, in the same event
+//! batch), and reads etcd only for older ones, once per batch for all its followers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use fresco_protocol::PurgeRecord;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 
-use super::follow::{Follower, follow};
+use super::follow::{Follower, follow_watching};
 use super::{Etcd, Keys, padded, parse_seq, prefix_end};
 use crate::log::{LogBounds, LogError, PurgeLog, decode, encode, number_after, storage};
 
@@ -69,7 +70,6 @@ pub struct EtcdLog {
     etcd: Etcd,
     keys: Keys,
     state: Arc<LogState>,
-    recent: Mutex<Recent>,
     /// One read of etcd at a time: followers woken by the same append wait for the first.
     reading: tokio::sync::Mutex<()>,
     /// When etcd last answered a reachability check, and whether it did: one check serves
@@ -90,6 +90,7 @@ struct Known {
 struct LogState {
     known: Mutex<Known>,
     heads: watch::Sender<u64>,
+    recent: Mutex<Recent>,
 }
 
 impl LogState {
@@ -133,19 +134,36 @@ impl LogState {
     }
 }
 
-struct MetaFollower {
+/// Follows the log's bounds (read, then watched) and its new records (watched).
+struct LogFollower {
     keys: Keys,
     state: Arc<LogState>,
 }
 
-impl Follower for MetaFollower {
+impl Follower for LogFollower {
     fn snapshot(&mut self, kvs: &[KeyValue], _revision: i64) {
         self.state.learn_kvs(&self.keys, kvs);
     }
     fn put(&mut self, kv: &KeyValue) {
-        self.state.learn_kvs(&self.keys, std::slice::from_ref(kv));
+        match record_of(&self.keys, kv) {
+            // An append writes its records before its head: they are here when the head
+            // wakes the followers.
+            Some(Ok(record)) => self.state.recent.lock().insert(&[record]),
+            Some(Err(e)) => tracing::warn!(error = %e, "etcd: a record that does not decode"),
+            None => self.state.learn_kvs(&self.keys, std::slice::from_ref(kv)),
+        }
     }
     fn delete(&mut self, _key: &[u8], _revision: i64) {}
+}
+
+/// The record that `kv` holds, if it is one of the log's records.
+fn record_of(keys: &Keys, kv: &KeyValue) -> Option<Result<PurgeRecord, LogError>> {
+    let seq = kv.key().strip_prefix(keys.records().as_bytes())?;
+    Some(
+        parse_seq(seq)
+            .ok_or_else(|| storage("etcd: a record key is not a sequence number"))
+            .and_then(|seq| decode(seq, kv.value())),
+    )
 }
 
 fn etcd(e: etcd_client::Error) -> LogError {
@@ -161,19 +179,25 @@ impl EtcdLog {
                 head_revision: 0,
             }),
             heads: watch::channel(0).0,
+            recent: Mutex::default(),
         });
         let (ready, read) = oneshot::channel();
-        let follower = MetaFollower {
+        let follower = LogFollower {
             keys: keys.clone(),
             state: state.clone(),
         };
-        tokio::spawn(follow(etcd.client(), keys.log_meta(), follower, Some(ready)));
+        tokio::spawn(follow_watching(
+            etcd.client(),
+            keys.log_meta(),
+            keys.log(),
+            follower,
+            Some(ready),
+        ));
         read.await.map_err(storage)?;
         Ok(Self {
             etcd,
             keys,
             state,
-            recent: Mutex::default(),
             reading: tokio::sync::Mutex::new(()),
             reachable: tokio::sync::Mutex::new(None),
         })
@@ -188,12 +212,12 @@ impl EtcdLog {
             };
             let numbered = number_after(head, records.to_vec());
             let last = numbered.last().map_or(head, |r| r.seq);
-            let mut writes = vec![TxnOp::put(self.keys.head(), padded(last), None)];
-            writes.extend(
-                numbered
-                    .iter()
-                    .map(|r| TxnOp::put(self.keys.record(r.seq), encode(r), None)),
-            );
+            // The head last: a watcher sees the records first (events keep the txn's order).
+            let mut writes: Vec<_> = numbered
+                .iter()
+                .map(|r| TxnOp::put(self.keys.record(r.seq), encode(r), None))
+                .collect();
+            writes.push(TxnOp::put(self.keys.head(), padded(last), None));
             let txn = Txn::new()
                 .when([Compare::mod_revision(self.keys.head(), CompareOp::Equal, revision)])
                 .and_then(writes)
@@ -201,7 +225,7 @@ impl EtcdLog {
             let answer = self.etcd.txn("append", txn).await.map_err(etcd)?;
             if answer.succeeded() {
                 let revision = answer.header().map_or(0, |h| h.revision());
-                self.recent.lock().insert(&numbered);
+                self.state.recent.lock().insert(&numbered);
                 self.state.learn(Some((last, revision)), None);
                 return Ok(numbered);
             }
@@ -225,19 +249,7 @@ impl EtcdLog {
             .get("read", self.keys.record(from), Some(options))
             .await
             .map_err(etcd)?;
-        let prefix = self.keys.records().len();
-        answer
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let seq = kv
-                    .key()
-                    .get(prefix..)
-                    .and_then(parse_seq)
-                    .ok_or_else(|| storage("etcd: a record key is not a sequence number"))?;
-                decode(seq, kv.value())
-            })
-            .collect()
+        answer.kvs().iter().filter_map(|kv| record_of(&self.keys, kv)).collect()
     }
 }
 
@@ -262,7 +274,7 @@ impl PurgeLog for EtcdLog {
     }
 
     async fn read_from(&self, from: u64, max: usize) -> Result<Vec<PurgeRecord>, LogError> {
-        let cached = self.recent.lock().run_from(from, max);
+        let cached = self.state.recent.lock().run_from(from, max);
         if !cached.is_empty() {
             return Ok(cached);
         }
@@ -272,22 +284,18 @@ impl PurgeLog for EtcdLog {
             return Ok(Vec::new());
         }
         let _reading = self.reading.lock().await;
-        let cached = self.recent.lock().run_from(from, max);
+        let cached = self.state.recent.lock().run_from(from, max);
         if !cached.is_empty() {
             return Ok(cached);
         }
         let records = self.read_etcd(from, max).await?;
         // Only what follows what is kept: an old read (a node far behind) would evict the
         // records every other node is about to read.
-        if self
-            .recent
-            .lock()
-            .records
-            .last_key_value()
-            .is_none_or(|(last, _)| from <= last + 1)
-        {
-            self.recent.lock().insert(&records);
+        let mut recent = self.state.recent.lock();
+        if recent.records.last_key_value().is_none_or(|(last, _)| from <= last + 1) {
+            recent.insert(&records);
         }
+        drop(recent);
         Ok(records)
     }
 

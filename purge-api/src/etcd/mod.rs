@@ -80,6 +80,9 @@ impl Keys {
         format!("{}/{rest}", self.prefix)
     }
 
+    pub(crate) fn log(&self) -> String {
+        self.key("log/")
+    }
     pub(crate) fn log_meta(&self) -> String {
         self.key("log/meta/")
     }
