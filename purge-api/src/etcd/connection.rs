@@ -239,3 +239,19 @@ impl Etcd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_saying_it_has_no_leader_answered_one_out_of_reach_did_not() {
+        let said = |message: &str| Err::<(), _>(etcd_client::Error::GRpcStatus(tonic::Status::unavailable(message)));
+        assert!(answered(&said("etcdserver: no leader")));
+        assert!(answered(&Ok(())));
+        assert!(!answered(&said("error trying to connect: tcp connect error")));
+        assert!(!answered::<()>(&Err(etcd_client::Error::IoError(
+            std::io::ErrorKind::TimedOut.into()
+        ))));
+    }
+}
