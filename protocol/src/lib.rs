@@ -147,4 +147,9 @@ pub struct AckRequest {
     pub node: String,
     /// The highest sequence applied, with every one before it.
     pub applied: u64,
+    /// A copy, sent to a replica the node does not follow so that a purge answered there need
+    /// not wait for the ack to come through the shared table: counted there, not shared (the
+    /// replica the node follows shares it). Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy: bool,
 }

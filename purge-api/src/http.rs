@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::auth::{Authenticator, Denied};
 use crate::log::{GroupCommit, PurgeLog};
-use crate::members::{Membership, MembershipError};
+use crate::members::{AckRoute, Membership, MembershipError};
 use crate::metrics::METRICS;
 use crate::request::{MAX_BODY_BYTES, PurgeRequest};
 
@@ -233,11 +233,19 @@ async fn ack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Re
     if let Some(refusal) = speaking_for_another(&node, &ack.node) {
         return refusal;
     }
-    let head = match head_for(&app, ack.applied).await {
-        Ok(head) => head,
-        Err(response) => return response,
+    let (applied, head, route) = match ack.copy {
+        // A copy may come before this replica hears of the purge it acks: what it says up to
+        // the head known here is as true, and it costs no read of the log.
+        true => {
+            let head = app.log.bounds().head;
+            (ack.applied.min(head), head, AckRoute::Copy)
+        }
+        false => match head_for(&app, ack.applied).await {
+            Ok(head) => (ack.applied, head, AckRoute::Followed),
+            Err(response) => return response,
+        },
     };
-    match app.members.ack(&ack.node, ack.applied, head).await {
+    match app.members.ack(&ack.node, applied, head, route).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => membership_error(e),
     }

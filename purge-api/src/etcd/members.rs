@@ -29,7 +29,7 @@ use tokio::sync::{Notify, oneshot};
 use super::follow::follow;
 use super::view::{AcksFollower, AnsweredFollower, DecidedOn, MembersFollower, Shared};
 use super::{Etcd, Keys, padded, parse_seq, prefix_end};
-use crate::members::{FORGOTTEN_AFTER, MemberRecord, MemberView, Membership, MembershipError, PurgeStatus};
+use crate::members::{AckRoute, FORGOTTEN_AFTER, MemberRecord, MemberView, Membership, MembershipError, PurgeStatus};
 
 /// A registration is renewed (a new etcd lease) once it is this old.
 const REGISTRATION_RENEW_AFTER: Duration = Duration::from_secs(20);
@@ -351,7 +351,7 @@ impl Membership for EtcdMembership {
         )))
     }
 
-    async fn ack(&self, node: &str, applied: u64, head: u64) -> Result<(), MembershipError> {
+    async fn ack(&self, node: &str, applied: u64, head: u64, route: AckRoute) -> Result<(), MembershipError> {
         if applied > head {
             return Err(MembershipError::Refused(format!(
                 "{node} cannot have applied {applied}: the log's head is {head}"
@@ -368,11 +368,13 @@ impl Membership for EtcdMembership {
                 "unknown node {node}: request a lease first"
             )));
         }
-        let mut pending = self.pending_acks.lock();
-        let entry = pending.entry(node.to_string()).or_default();
-        *entry = (*entry).max(applied);
-        drop(pending);
-        self.acks_waiting.notify_one();
+        if route == AckRoute::Followed {
+            let mut pending = self.pending_acks.lock();
+            let entry = pending.entry(node.to_string()).or_default();
+            *entry = (*entry).max(applied);
+            drop(pending);
+            self.acks_waiting.notify_one();
+        }
         self.shared.changed();
         Ok(())
     }

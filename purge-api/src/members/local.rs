@@ -8,7 +8,7 @@ use fresco_protocol::{LeaseRequest, LeaseResponse};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::{MemberView, Membership, MembershipError, PurgeStatus, Table};
+use super::{AckRoute, MemberView, Membership, MembershipError, PurgeStatus, Table};
 
 /// Whether a purge-api on this data dir ever granted a lease: a file written and synced before
 /// the first lease a process grants. A restarted purge-api cannot see the leases its previous
@@ -151,7 +151,8 @@ impl Membership for Members {
         Ok(self.renew_now(request, head))
     }
 
-    async fn ack(&self, node: &str, applied: u64, head: u64) -> Result<(), MembershipError> {
+    async fn ack(&self, node: &str, applied: u64, head: u64, _route: AckRoute) -> Result<(), MembershipError> {
+        // One process: nothing to share.
         self.ack_now(node, applied, head)
     }
 

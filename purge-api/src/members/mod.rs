@@ -33,6 +33,16 @@ pub enum MembershipError {
     Unavailable(String),
 }
 
+/// How an ack reached this replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckRoute {
+    /// From a node that follows this replica: counted, and shared with the other replicas.
+    Followed,
+    /// A copy of an ack sent to the replica the node follows: counted here at once, left for
+    /// that replica to share.
+    Copy,
+}
+
 /// Leases, acks and purge completion, as purge-api's handlers use them.
 ///
 /// Contract: a purge reported complete (by `wait_complete` or `status`) is one that every node
@@ -44,7 +54,7 @@ pub trait Membership: Send + Sync + 'static {
     async fn renew(&self, request: &LeaseRequest, head: u64) -> Result<LeaseResponse, MembershipError>;
     /// Records that `node` has applied everything up to `applied`, which cannot be beyond the
     /// log's `head`.
-    async fn ack(&self, node: &str, applied: u64, head: u64) -> Result<(), MembershipError>;
+    async fn ack(&self, node: &str, applied: u64, head: u64, route: AckRoute) -> Result<(), MembershipError>;
     /// Where purge `seq` stands now.
     async fn status(&self, seq: u64) -> PurgeStatus;
     /// Waits until purge `seq` is complete, or `limit` has passed; returns its status then.

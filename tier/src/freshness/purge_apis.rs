@@ -60,6 +60,15 @@ impl PurgeApis {
         (Replica(at), &self.urls[at])
     }
 
+    /// The base URLs of every replica but `replica`.
+    pub fn others(&self, replica: Replica) -> impl Iterator<Item = &str> {
+        self.urls
+            .iter()
+            .enumerate()
+            .filter(move |(at, _)| *at != replica.0)
+            .map(|(_, url)| url.as_str())
+    }
+
     /// `replica` failed: the next one is used from now on (once, however many callers saw
     /// the same failure).
     pub fn failed(&self, replica: Replica) {

@@ -121,19 +121,32 @@ impl Subscriber {
         let ack = AckRequest {
             node: self.config.node.clone(),
             applied,
+            copy: false,
         };
         // The ack goes out on its own task so that the next batch is applied meanwhile; acks
         // may then arrive out of order, which is harmless: purge-api keeps the highest.
+        let (replica, url) = self.apis.url("/v1/ack");
+        // Every other replica gets a copy: a purge answered by one of them would otherwise
+        // wait for this ack to come through etcd (a write and a watch). Nothing waits for a
+        // copy, and one that fails changes nothing.
+        for base in self.apis.others(replica) {
+            let copy = self.post_ack(
+                format!("{base}/v1/ack"),
+                &AckRequest {
+                    copy: true,
+                    ..ack.clone()
+                },
+            );
+            tokio::spawn(async move {
+                if let Err(e) = copy.await {
+                    tracing::debug!(error = %e, "a copy of an ack was not delivered");
+                }
+            });
+        }
+        let sent = self.post_ack(url, &ack);
         let sub = self.clone();
         tokio::spawn(async move {
-            let (replica, url) = sub.apis.url("/v1/ack");
-            let sent = sub
-                .http
-                .post(url)
-                .bearer_auth(&sub.config.credential)
-                .json(&ack)
-                .send()
-                .await;
+            let sent = sent.await;
             match sent {
                 Ok(r) if r.status().as_u16() == 409 => sub.renew_now.notify_one(),
                 Ok(r) if r.status().is_server_error() => sub.apis.failed(replica),
@@ -148,6 +161,18 @@ impl Subscriber {
             self.renew_now.notify_one();
         }
         Ok(())
+    }
+
+    fn post_ack(
+        &self,
+        url: String,
+        ack: &AckRequest,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+        self.http
+            .post(url)
+            .bearer_auth(&self.config.credential)
+            .json(ack)
+            .send()
     }
 
     async fn lease_loop(self: Arc<Self>) {
@@ -182,12 +207,20 @@ impl Subscriber {
             .timeout(Duration::from_secs(1))
             .json(&request)
             .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        // A replica that cannot answer (down, or cut off from etcd) is left for the next.
-        let Ok(answered) = answered else {
-            self.apis.failed(replica);
-            return None;
+            .await;
+        let answered = match answered {
+            Ok(answered) if answered.status().is_success() => answered,
+            // A refusal (a revoked credential, a node the cluster does not know) is the
+            // cluster's answer, the same from every replica: it is said, not run from.
+            Ok(refused) if refused.status().is_client_error() => {
+                tracing::warn!(status = %refused.status(), "purge-api refused the lease renewal");
+                return None;
+            }
+            // A replica that cannot answer (down, or cut off from etcd) is left for the next.
+            _ => {
+                self.apis.failed(replica);
+                return None;
+            }
         };
         let answer = answered.json::<LeaseResponse>().await.ok()?;
         if answer.granted {
