@@ -1,7 +1,7 @@
 //! Who may speak for whom at purge-api, from outside: a purge token cannot reach the node
 //! protocol (the attack: `POST /v1/ack {"node":"edge-1","applied":2^64-1}` with a purge token
 //! made purge-api count edge-1 as having applied every future purge), a node's credential
-//! speaks only for its own node and never beyond the log's head, and an origin's webhook secret
+//! speaks only for its own node and never beyond the log's head (a copy of an ack included), and an origin's webhook secret
 //! scoped to its site purges only that site.
 
 use fresco_e2e::{Cluster, NodeProcess, bin_dir, client, free_port};
@@ -68,6 +68,26 @@ async fn a_purge_token_cannot_speak_for_a_node_and_a_node_speaks_only_for_itself
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "an ack beyond the head: {body}");
     assert!(body["error"].as_str().unwrap().contains("head"), "{body}");
+    // A copy of an ack (sent to the replicas a node does not follow): its own node only, and
+    // counted no further than the head (checked below).
+    let (status, _) = send(
+        http.post(format!("{api}/v1/ack"))
+            .bearer_auth(&edge)
+            .json(&json!({"node": "shield-1", "applied": 1, "copy": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "edge-1 sending a copy as shield-1");
+    let (status, body) = send(
+        http.post(format!("{api}/v1/ack"))
+            .bearer_auth(&edge)
+            .json(&json!({"node": "edge-1", "applied": u64::MAX, "copy": true})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "a copy beyond the head is counted up to it: {body}"
+    );
     let (status, _) = send(
         http.post(format!("{api}/v1/purge"))
             .bearer_auth(&edge)
