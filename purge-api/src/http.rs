@@ -264,6 +264,22 @@ struct LogQuery {
 
 /// `GET /v1/log?from=N`: newline-delimited [`LogLine`]s from N on, then live, with a heartbeat
 /// every second. A `from` older than the log's retention starts with a `reset` line.
+/// Counts a log stream in `fresco_purge_log_streams` for as long as it lives.
+struct StreamCount;
+
+impl StreamCount {
+    fn open() -> Self {
+        METRICS.log_streams.inc();
+        Self
+    }
+}
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        METRICS.log_streams.dec();
+    }
+}
+
 async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<LogQuery>) -> Response {
     if let Err(why) = app.auth.node(&headers) {
         return denied(why);
@@ -272,6 +288,7 @@ async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Q
     let mut head = app.log.heads();
     let mut stopping = app.stopping.clone();
     tokio::spawn(async move {
+        let _streaming = StreamCount::open();
         let line = |l: &LogLine| Ok(Bytes::from(encode_line(l)));
         let mut next = q.from.max(1);
         let bounds = match app.log.current_bounds().await {

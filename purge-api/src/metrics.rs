@@ -22,6 +22,8 @@ pub struct PurgeMetrics {
     pub leased: IntGauge,
     /// Nodes behind the head.
     pub lagging: IntGauge,
+    /// Nodes streaming the log from this replica now (with replicas: which one they follow).
+    pub log_streams: IntGauge,
     /// etcd calls by operation (etcd control plane only).
     pub etcd_seconds: HistogramVec,
     /// Failed etcd calls by operation: an operator alarms on these.
@@ -56,6 +58,11 @@ pub static METRICS: Lazy<PurgeMetrics> = Lazy::new(|| PurgeMetrics {
     head: register_int_gauge!("fresco_purge_log_head", "Sequence number of the newest purge").unwrap(),
     leased: register_int_gauge!("fresco_purge_leased_nodes", "Nodes holding a lease").unwrap(),
     lagging: register_int_gauge!("fresco_purge_lagging_nodes", "Nodes that have not applied the head").unwrap(),
+    log_streams: register_int_gauge!(
+        "fresco_purge_log_streams",
+        "Nodes streaming the purge log from this process"
+    )
+    .unwrap(),
     etcd_seconds: register_histogram_vec!(
         "fresco_etcd_request_seconds",
         "Latency of etcd calls, by operation",

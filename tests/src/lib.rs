@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod corpus;
+pub mod cut_proxy;
 pub mod etcd;
 pub mod feed;
 pub mod load;

@@ -2,17 +2,20 @@
 //! one log, one lease table and one member list, whichever replica is asked. Faults, each
 //! while purges and reads run and checked as a history (`fresco_e2e::purge_history`): a
 //! replica killed with `kill -9`; an etcd member killed, then the leader; a member partitioned
-//! into a network namespace; and two of three members down (no quorum), then back.
+//! into a network namespace; two of three members down (no quorum), then back; and a replica
+//! cut off from etcd while its nodes follow it.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fresco_e2e::cut_proxy::CutProxy;
 use fresco_e2e::etcd::{EtcdCluster, EtcdTls, Placement};
+use fresco_e2e::metrics::Scrape;
 use fresco_e2e::netns::TestHost;
 use fresco_e2e::origin::TestOrigin;
 use fresco_e2e::purge_history::{self, Fault};
-use fresco_e2e::{Cluster, header, is_ready, wait_for_pid_exit};
+use fresco_e2e::{Cluster, NodeProcess, header, is_ready, wait_for_pid_exit};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_millis(1000);
@@ -370,4 +373,110 @@ async fn purge_api_reaches_etcd_over_tls_as_an_etcd_user_and_a_wrong_password_is
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("etcd"), "the error names etcd: {stderr}");
     eprintln!("wrong password: {}", stderr.trim());
+}
+
+/// Kills a replica with `kill -9` and waits until it is gone.
+fn kill_replica(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for_pid_exit(pid, "purge-api", Duration::from_secs(5));
+}
+
+async fn log_streams(replica: &str) -> f64 {
+    Scrape::of(replica).await.value_or_zero("fresco_purge_log_streams", &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_etcd_answers_nothing_and_its_nodes_move_to_another() {
+    let etcd = EtcdCluster::start(&[
+        Placement::Here(LOOPBACK),
+        Placement::Here(LOOPBACK),
+        Placement::Here(LOOPBACK),
+    ]);
+    let origin = Arc::new(TestOrigin::start().await);
+    let cluster = cluster_over(&etcd, &origin);
+    let (first, second) = (cluster.info.purge_apis[0].clone(), cluster.info.purge_apis[1].clone());
+
+    // The second replica reaches etcd through relays the test can cut: started again on them.
+    let mut relays = Vec::new();
+    for url in etcd.endpoints().split(',') {
+        let target = url.trim_start_matches("http://").parse().expect("an etcd address");
+        relays.push(CutProxy::start(target).await);
+    }
+    kill_replica(second.pid);
+    let config = cluster.state_dir().join("conf").join("purge-api-2.yaml");
+    let relayed: String = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .map(|line| match line.trim_start().starts_with("endpoints:") {
+            true => format!(
+                "    endpoints: [{}]\n",
+                relays.iter().map(CutProxy::url).collect::<Vec<_>>().join(", ")
+            ),
+            false => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(&config, relayed).unwrap();
+    let mut cmd = std::process::Command::new(fresco_e2e::bin_dir().join("purge-api"));
+    cmd.arg("-c").arg(&config);
+    let _second_again = NodeProcess::spawn_ready(cmd, &format!("{}/readyz", second.url));
+    // The nodes follow the first replica; killed, they move to the second, and stay there
+    // when it is back.
+    kill_replica(first.pid);
+    let _first_again = cluster.restart_purge_api();
+    let nodes = (cluster.info.edges.len() + cluster.info.shields.len()) as f64;
+    let moved = Instant::now();
+    while log_streams(&second.url).await < nodes {
+        assert!(
+            moved.elapsed() < Duration::from_secs(10),
+            "the nodes did not move to the second replica"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Cut off while purges (to the first) and reads run: its nodes move back to the first,
+    // and no purge is answered late or read stale.
+    let cut: Fault = Box::new(move || relays.iter().for_each(CutProxy::cut));
+    let history = purge_history::run(
+        cluster.clone(),
+        origin,
+        "/mut/replica-cut.png",
+        RUN,
+        {
+            let first = first.url.clone();
+            move |_| first.clone()
+        },
+        vec![(RUN / 3, cut)],
+    )
+    .await;
+    history.assert_held(ANSWER_BOUND);
+    assert_eq!(
+        log_streams(&second.url).await,
+        0.0,
+        "nodes still follow the replica cut off"
+    );
+    assert_eq!(
+        log_streams(&first.url).await,
+        nodes,
+        "every node follows the first replica"
+    );
+    // The replica cut off answers nothing, and says why, within its budget.
+    let sent = Instant::now();
+    let answer = cluster
+        .purge_at(&second.url, json!({ "urls": ["/mut/replica-cut.png"] }))
+        .await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer.body["error"].as_str().unwrap_or_default().contains("etcd"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "refused after {:?}",
+        sent.elapsed()
+    );
 }
