@@ -242,13 +242,15 @@ pub fn forbids_stale(resp: &ResponseHeader) -> bool {
     })
 }
 
+/// The fields meant for fresco alone, parsed once (they are looked for on every hit).
+static FRESCO_ONLY_FIELDS: [http::HeaderName; 2] = [
+    http::HeaderName::from_static("fresco-cdn-cache-control"),
+    http::HeaderName::from_static("surrogate-control"),
+];
+
 /// Takes the fields meant for fresco alone off a response an edge sends to a client.
 pub fn hide_targeted_fields(resp: &mut ResponseHeader) {
-    for name in ["fresco-cdn-cache-control", "surrogate-control"] {
-        if resp.headers.contains_key(name) {
-            resp.remove_header(name);
-        }
-    }
+    crate::internal_headers::remove_present(resp, &FRESCO_ONLY_FIELDS);
 }
 
 #[cfg(test)]

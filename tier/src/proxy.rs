@@ -38,7 +38,8 @@ use crate::freshness::rules::Verdict;
 use crate::hop_by_hop;
 use crate::immutable::{marked_immutable, versioned_url};
 use crate::internal_headers::{
-    APPLIED_HEADER, FILL_SEQ_HEADER, MIN_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER, ORIGIN_DATE_HEADER, hide_from_clients,
+    APPLIED_HEADER, FILL_SEQ, FILL_SEQ_HEADER, MIN_SEQ_HEADER, ORIGIN_CACHE_CONTROL_HEADER, ORIGIN_DATE_HEADER,
+    X_CACHE, X_FRESCO_NODE, hide_from_clients,
 };
 use crate::lifetime;
 use crate::methods::{self, BodyLimit};
@@ -360,21 +361,23 @@ fn routing_key(session: &Session) -> u64 {
 }
 
 /// A header's value as a number.
-fn header_u64(headers: &HMap, name: &str) -> Option<u64> {
+fn header_u64(headers: &HMap, name: impl http::header::AsHeaderName) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.parse().ok()
 }
 
+static SURROGATE_KEY: http::HeaderName = http::HeaderName::from_static("surrogate-key");
+static CACHE_TAG: http::HeaderName = http::HeaderName::from_static("cache-tag");
+
 /// The surrogate keys of a response: `Surrogate-Key` (space-separated) and `Cache-Tag`
-/// (comma-separated).
+/// (comma-separated). Looked up when first asked for: a hit checked against no tag rule never
+/// is.
 pub fn surrogate_keys(headers: &HMap) -> impl Iterator<Item = &str> {
-    let spaced = headers
-        .get_all("surrogate-key")
-        .into_iter()
-        .filter_map(|v| v.to_str().ok());
-    let commas = headers.get_all("cache-tag").into_iter().filter_map(|v| v.to_str().ok());
-    spaced
+    let values = move |name: &'static http::HeaderName| {
+        std::iter::once(name).flat_map(move |name| headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok()))
+    };
+    values(&SURROGATE_KEY)
         .flat_map(|v| v.split(' '))
-        .chain(commas.flat_map(|v| v.split(',')))
+        .chain(values(&CACHE_TAG).flat_map(|v| v.split(',')))
         .map(str::trim)
         .filter(|t| !t.is_empty())
 }
@@ -496,7 +499,7 @@ impl ProxyHttp for CacheProxy {
         ctx.coding = HitCoding::choose(hit, session.req_header());
         let Some(fresh) = &self.freshness else { return Ok(None) };
         let headers = meta.headers();
-        let fill_seq = header_u64(headers, FILL_SEQ_HEADER).unwrap_or(0);
+        let fill_seq = header_u64(headers, &FILL_SEQ).unwrap_or(0);
         // The key's primary part is the primary key text (see `cache_key`), so it need not be
         // kept on the side for every request.
         let primary = std::str::from_utf8(session.cache.cache_key().primary_key()).unwrap_or("");
@@ -881,10 +884,10 @@ impl ProxyHttp for CacheProxy {
         }
         let label = cache_label(session.cache.phase());
         let stored_as_hit = label == "HIT"
-            && resp.headers.get("x-cache").is_some_and(|v| v == "HIT")
+            && resp.headers.get(&X_CACHE).is_some_and(|v| v == "HIT")
             && resp
                 .headers
-                .get("x-fresco-node")
+                .get(&X_FRESCO_NODE)
                 .is_some_and(|v| v == self.node_id.as_str());
         if ctx.coding.stored.is_some()
             && matches!(
