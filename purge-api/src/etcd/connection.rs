@@ -41,7 +41,10 @@ pub async fn connect(config: &EtcdConfig) -> Result<Etcd, String> {
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(2))
         .with_keep_alive_while_idle(true)
         // A member cut off from the leader answers nothing rather than old data.
-        .with_require_leader(true);
+        .with_require_leader(true)
+        // etcd's tokens expire after 5 minutes unused: a watch started again after a quiet
+        // spell, or a member's connection after its outage, would be refused for good.
+        .with_auto_token_refresh(true);
     if let Some(user) = &config.user {
         let password = std::fs::read_to_string(&user.password_file)
             .map_err(|e| format!("control_plane.etcd.user.password_file: {e}"))?;
@@ -66,6 +69,7 @@ pub async fn connect(config: &EtcdConfig) -> Result<Etcd, String> {
         .collect();
     let etcd = Etcd {
         balanced,
+        per_call,
         shared: Arc::new(Shared {
             members,
             options,
@@ -91,6 +95,8 @@ pub struct Etcd {
     balanced: Client,
     shared: Arc<Shared>,
     budget: Duration,
+    /// One attempt's share of the budget.
+    per_call: Duration,
 }
 
 struct Shared {
@@ -155,6 +161,18 @@ impl Shared {
     }
 }
 
+/// Whether `e` may be an election under way: no leader yet, a leader just changed, a member
+/// out of reach or silent. Another error a member answers with (a full database, a slow disk)
+/// is not waited out past `timeout_ms`.
+fn maybe_electing(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) if status.message().starts_with("etcdserver:") => {
+            status.message().contains("no leader") || status.message().contains("leader changed")
+        }
+        _ => true,
+    }
+}
+
 /// Whether a member answered, if only with an error of its own ("etcdserver: no leader"),
 /// rather than being unreachable.
 fn answered<T>(answer: &Result<T, etcd_client::Error>) -> bool {
@@ -209,9 +227,19 @@ impl Etcd {
     {
         let started = tokio::time::Instant::now();
         let (deadline, election_deadline) = (started + self.budget, started + self.budget * ELECTION_WAIT);
+        let mut electing = true;
         loop {
             let at = self.shared.leader.load(Ordering::Relaxed);
-            let left = election_deadline.saturating_duration_since(tokio::time::Instant::now());
+            let until = match electing && self.shared.majority_answers() {
+                true => election_deadline,
+                false => deadline,
+            };
+            // Connecting included (with a user, a connection authenticates first), and at
+            // most two calls' share: callers queued behind a connection to a member that does
+            // not answer move on rather than wait their turn.
+            let left = until
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(self.per_call * 2);
             let attempt = async {
                 let client = self.shared.client(at).await?;
                 timed(operation, call(client)).await
@@ -219,13 +247,14 @@ impl Etcd {
             let result = match tokio::time::timeout(left, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err(etcd_client::Error::GRpcStatus(tonic::Status::deadline_exceeded(
-                    format!("no answer within {:?}", self.budget * ELECTION_WAIT),
+                    format!("no answer within {left:?}"),
                 ))),
             };
             match result {
                 Err(e) if worth_retrying(&e) => {
                     self.shared.move_on_from(at);
-                    let until = match self.shared.majority_answers() {
+                    electing = maybe_electing(&e);
+                    let until = match electing && self.shared.majority_answers() {
                         true => election_deadline,
                         false => deadline,
                     };
@@ -253,5 +282,15 @@ mod tests {
         assert!(!answered::<()>(&Err(etcd_client::Error::IoError(
             std::io::ErrorKind::TimedOut.into()
         ))));
+    }
+
+    #[test]
+    fn only_what_an_election_explains_is_waited_out() {
+        let status = |message: &str| etcd_client::Error::GRpcStatus(tonic::Status::unavailable(message));
+        assert!(maybe_electing(&status("etcdserver: no leader")));
+        assert!(maybe_electing(&status("etcdserver: leader changed")));
+        assert!(maybe_electing(&status("error trying to connect")));
+        assert!(!maybe_electing(&status("etcdserver: mvcc: database space exceeded")));
+        assert!(!maybe_electing(&status("etcdserver: request timed out")));
     }
 }

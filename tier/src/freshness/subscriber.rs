@@ -171,6 +171,8 @@ impl Subscriber {
         self.http
             .post(url)
             .bearer_auth(&self.config.credential)
+            // A replica that hangs must not pile up acks waiting for it.
+            .timeout(Duration::from_secs(1))
             .json(ack)
             .send()
     }
