@@ -43,6 +43,15 @@ fn cluster_over(etcd: &EtcdCluster, origin: &TestOrigin) -> Arc<Cluster> {
     )
 }
 
+/// Three etcd members on loopback.
+fn three_members_here() -> EtcdCluster {
+    EtcdCluster::start(&[
+        Placement::Here(LOOPBACK),
+        Placement::Here(LOOPBACK),
+        Placement::Here(LOOPBACK),
+    ])
+}
+
 /// Purges sent to the replicas in turn.
 fn alternating(cluster: &Cluster) -> impl Fn(usize) -> String + use<> {
     let replicas: Vec<String> = cluster.info.purge_apis.iter().map(|r| r.url.clone()).collect();
@@ -135,14 +144,7 @@ async fn a_replica_killed_during_purges_and_reads_loses_nothing_it_answered() {
     // killed at a third of the run, so they move over while purges are being answered.
     let survivor = cluster.info.purge_apis[1].url.clone();
     let victim = cluster.info.purge_apis[0].pid;
-    let kill: Fault = Box::new(move || {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(victim as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        wait_for_pid_exit(victim, "purge-api", Duration::from_secs(5));
-    });
+    let kill: Fault = Box::new(move || kill_replica(victim));
     let history = purge_history::run(
         cluster.clone(),
         origin,
@@ -162,11 +164,7 @@ async fn a_replica_killed_during_purges_and_reads_loses_nothing_it_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_member_killed_and_then_the_leader_lose_no_purge_and_serve_nothing_stale() {
-    let etcd = EtcdCluster::start(&[
-        Placement::Here(LOOPBACK),
-        Placement::Here(LOOPBACK),
-        Placement::Here(LOOPBACK),
-    ]);
+    let etcd = three_members_here();
     let origin = Arc::new(TestOrigin::start().await);
     let cluster = cluster_over(&etcd, &origin);
     let etcd = Arc::new(Mutex::new(etcd));
@@ -237,11 +235,7 @@ async fn an_etcd_member_partitioned_away_leaves_the_majority_answering() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_etcds_quorum_purges_are_refused_nodes_fence_and_all_recovers_by_itself() {
-    let mut etcd = EtcdCluster::start(&[
-        Placement::Here(LOOPBACK),
-        Placement::Here(LOOPBACK),
-        Placement::Here(LOOPBACK),
-    ]);
+    let mut etcd = three_members_here();
     let origin = TestOrigin::start().await;
     let cluster = cluster_over(&etcd, &origin);
     let path = "/mut/quorum.png";
@@ -391,11 +385,7 @@ async fn log_streams(replica: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_cut_off_from_etcd_answers_nothing_and_its_nodes_move_to_another() {
-    let etcd = EtcdCluster::start(&[
-        Placement::Here(LOOPBACK),
-        Placement::Here(LOOPBACK),
-        Placement::Here(LOOPBACK),
-    ]);
+    let etcd = three_members_here();
     let origin = Arc::new(TestOrigin::start().await);
     let cluster = cluster_over(&etcd, &origin);
     let (first, second) = (cluster.info.purge_apis[0].clone(), cluster.info.purge_apis[1].clone());
