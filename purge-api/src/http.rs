@@ -262,8 +262,6 @@ struct LogQuery {
     from: u64,
 }
 
-/// `GET /v1/log?from=N`: newline-delimited [`LogLine`]s from N on, then live, with a heartbeat
-/// every second. A `from` older than the log's retention starts with a `reset` line.
 /// Counts a log stream in `fresco_purge_log_streams` for as long as it lives.
 struct StreamCount;
 
@@ -280,6 +278,8 @@ impl Drop for StreamCount {
     }
 }
 
+/// `GET /v1/log?from=N`: newline-delimited [`LogLine`]s from N on, then live, with a heartbeat
+/// every second. A `from` older than the log's retention starts with a `reset` line.
 async fn log_stream(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<LogQuery>) -> Response {
     if let Err(why) = app.auth.node(&headers) {
         return denied(why);

@@ -20,9 +20,10 @@ use crate::config::EtcdConfig;
 
 /// Pause between two attempts.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
-/// How much longer than `timeout_ms` a call waits while a majority of members answers: they
-/// are electing a leader, which on a loaded machine takes a few rounds. With fewer answering
-/// no leader can be elected, and the call fails at `timeout_ms`.
+/// How much longer than `timeout_ms` a call waits while a majority of members answers and
+/// what failed is what an election explains ([`maybe_electing`]): they are electing a leader,
+/// which on a loaded machine takes a few rounds. With fewer answering no leader can be
+/// elected, and the call fails at `timeout_ms`.
 const ELECTION_WAIT: u32 = 4;
 /// How often the leader is looked for while nothing fails (a leader may move on its own:
 /// `etcdctl move-leader`, a member restarted).
@@ -139,7 +140,7 @@ impl Shared {
     /// two, as just after a partition, the later term's). Nothing changes when none does:
     /// an election is on, and failures move calls on meanwhile.
     async fn find_leader(&self) {
-        let asked = self.members.iter().enumerate().map(|(at, _)| async move {
+        let asked = (0..self.members.len()).map(|at| async move {
             let mut client = self.client(at).await?;
             timed("status", client.status()).await
         });
@@ -227,17 +228,18 @@ impl Etcd {
     {
         let started = tokio::time::Instant::now();
         let (deadline, election_deadline) = (started + self.budget, started + self.budget * ELECTION_WAIT);
+        // Until when to keep trying, after a failure that an election may explain or not.
+        let until = |electing: bool| match electing && self.shared.majority_answers() {
+            true => election_deadline,
+            false => deadline,
+        };
         let mut electing = true;
         loop {
             let at = self.shared.leader.load(Ordering::Relaxed);
-            let until = match electing && self.shared.majority_answers() {
-                true => election_deadline,
-                false => deadline,
-            };
             // Connecting included (with a user, a connection authenticates first), and at
             // most two calls' share: callers queued behind a connection to a member that does
             // not answer move on rather than wait their turn.
-            let left = until
+            let left = until(electing)
                 .saturating_duration_since(tokio::time::Instant::now())
                 .min(self.per_call * 2);
             let attempt = async {
@@ -254,11 +256,7 @@ impl Etcd {
                 Err(e) if worth_retrying(&e) => {
                     self.shared.move_on_from(at);
                     electing = maybe_electing(&e);
-                    let until = match electing && self.shared.majority_answers() {
-                        true => election_deadline,
-                        false => deadline,
-                    };
-                    if tokio::time::Instant::now() + RETRY_PAUSE >= until {
+                    if tokio::time::Instant::now() + RETRY_PAUSE >= until(electing) {
                         return Err(e);
                     }
                     tokio::time::sleep(RETRY_PAUSE).await;

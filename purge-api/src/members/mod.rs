@@ -38,8 +38,8 @@ pub enum MembershipError {
 pub enum AckRoute {
     /// From a node that follows this replica: counted, and shared with the other replicas.
     Followed,
-    /// A copy of an ack sent to the replica the node follows: counted here at once, left for
-    /// that replica to share.
+    /// A copy of an ack the node sent to the replica it follows: counted here at once, left
+    /// for that replica to share.
     Copy,
 }
 
