@@ -24,17 +24,14 @@ pub const ORIGIN_DATE_HEADER: &str = "x-fresco-origin-date";
 
 /// [`FILL_SEQ_HEADER`], parsed once. Looked up by `&str`, a name is parsed (checked and
 /// lowercased) on every call, about 500 instructions (callgrind), several times on every hit.
-pub static FILL_SEQ: HeaderName = HeaderName::from_static(FILL_SEQ_HEADER);
+pub const FILL_SEQ: HeaderName = HeaderName::from_static(FILL_SEQ_HEADER);
 /// `X-Cache` (`HIT`, `MISS`, …), parsed once.
 pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// `X-Fresco-Node`: the node that answered, parsed once.
 pub static X_FRESCO_NODE: HeaderName = HeaderName::from_static("x-fresco-node");
 
 /// Headers stored with an object that only nodes read.
-static STORED_FOR_NODES: [HeaderName; 2] = [
-    HeaderName::from_static(FILL_SEQ_HEADER),
-    HeaderName::from_static(ORIGIN_CACHE_CONTROL_HEADER),
-];
+static STORED_FOR_NODES: [HeaderName; 2] = [FILL_SEQ, HeaderName::from_static(ORIGIN_CACHE_CONTROL_HEADER)];
 
 /// Takes the node-only headers off a response going to a client.
 pub fn hide_from_clients(resp: &mut ResponseHeader) {

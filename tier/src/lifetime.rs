@@ -27,8 +27,13 @@ use pingora_cache::filters::calculate_serve_stale_durations;
 use pingora_cache::{CacheMeta, CacheMetaDefaults, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
+/// The targeted field for fresco alone (RFC 9213 §2.1).
+const FRESCO_CDN_CACHE_CONTROL: &str = "fresco-cdn-cache-control";
+/// The older targeted field (Edge Architecture), for the surrogate in front of an origin.
+const SURROGATE_CONTROL: &str = "surrogate-control";
+
 /// The targeted fields fresco obeys, most specific first (RFC 9213 §2.1).
-pub const TARGETED_FIELDS: [&str; 3] = ["fresco-cdn-cache-control", "cdn-cache-control", "surrogate-control"];
+pub const TARGETED_FIELDS: [&str; 3] = [FRESCO_CDN_CACHE_CONTROL, "cdn-cache-control", SURROGATE_CONTROL];
 
 /// The caching directives in force for a stored response: the first targeted field with a
 /// directive, else `Cache-Control`.
@@ -42,7 +47,7 @@ impl Directives {
     /// The directives of `resp`.
     pub fn of(resp: &ResponseHeader) -> Self {
         for name in TARGETED_FIELDS {
-            let structured = name != "surrogate-control";
+            let structured = name != SURROGATE_CONTROL;
             if structured && !valid_dictionary(&resp.headers, name) {
                 continue;
             }
@@ -244,8 +249,8 @@ pub fn forbids_stale(resp: &ResponseHeader) -> bool {
 
 /// The fields meant for fresco alone, parsed once (they are looked for on every hit).
 static FRESCO_ONLY_FIELDS: [http::HeaderName; 2] = [
-    http::HeaderName::from_static("fresco-cdn-cache-control"),
-    http::HeaderName::from_static("surrogate-control"),
+    http::HeaderName::from_static(FRESCO_CDN_CACHE_CONTROL),
+    http::HeaderName::from_static(SURROGATE_CONTROL),
 ];
 
 /// Takes the fields meant for fresco alone off a response an edge sends to a client.

@@ -369,15 +369,16 @@ static SURROGATE_KEY: http::HeaderName = http::HeaderName::from_static("surrogat
 static CACHE_TAG: http::HeaderName = http::HeaderName::from_static("cache-tag");
 
 /// The surrogate keys of a response: `Surrogate-Key` (space-separated) and `Cache-Tag`
-/// (comma-separated). Looked up when first asked for: a hit checked against no tag rule never
-/// is.
+/// (comma-separated).
 pub fn surrogate_keys(headers: &HMap) -> impl Iterator<Item = &str> {
-    let values = move |name: &'static http::HeaderName| {
-        std::iter::once(name).flat_map(move |name| headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok()))
-    };
-    values(&SURROGATE_KEY)
+    let spaced = headers
+        .get_all(&SURROGATE_KEY)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok());
+    let commas = headers.get_all(&CACHE_TAG).into_iter().filter_map(|v| v.to_str().ok());
+    spaced
         .flat_map(|v| v.split(' '))
-        .chain(values(&CACHE_TAG).flat_map(|v| v.split(',')))
+        .chain(commas.flat_map(|v| v.split(',')))
         .map(str::trim)
         .filter(|t| !t.is_empty())
 }
