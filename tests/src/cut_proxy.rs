@@ -14,12 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// A relay to one address.
 pub struct CutProxy {
     addr: SocketAddr,
-    cut: Arc<Cut>,
-}
-
-#[derive(Default)]
-struct Cut {
-    done: AtomicBool,
+    cut: Arc<AtomicBool>,
 }
 
 impl CutProxy {
@@ -27,12 +22,12 @@ impl CutProxy {
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
         let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(Cut::default());
+        let cut = Arc::new(AtomicBool::new(false));
         let relay_cut = cut.clone();
         tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((client, _)) = listener.accept().await {
-                if relay_cut.done.load(Ordering::Acquire) {
+                if relay_cut.load(Ordering::Acquire) {
                     held.push(client);
                     continue;
                 }
@@ -49,11 +44,11 @@ impl CutProxy {
 
     /// From now on nothing passes.
     pub fn cut(&self) {
-        self.cut.done.store(true, Ordering::Release);
+        self.cut.store(true, Ordering::Release);
     }
 }
 
-async fn relay(client: TcpStream, target: SocketAddr, cut: Arc<Cut>) {
+async fn relay(client: TcpStream, target: SocketAddr, cut: Arc<AtomicBool>) {
     let Ok(server) = TcpStream::connect(target).await else {
         return;
     };
@@ -65,14 +60,14 @@ async fn relay(client: TcpStream, target: SocketAddr, cut: Arc<Cut>) {
     );
 }
 
-async fn pass(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, cut: &Cut) {
+async fn pass(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, cut: &AtomicBool) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if cut.done.load(Ordering::Acquire) {
+        if cut.load(Ordering::Acquire) {
             // Dropped, and the sockets held open and silent until the test ends.
             return std::future::pending().await;
         }

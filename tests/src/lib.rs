@@ -272,6 +272,13 @@ pub fn wait_for_exit(node: &NodeInfo, limit: Duration) {
     wait_for_pid_exit(node.pid, &node.id, limit);
 }
 
+/// `kill -9` of process `pid` (called `what` in a panic), then waits until it is dead (a
+/// zombie until its parent reaps it), so that its ports are free.
+pub fn kill_process(pid: u32, what: &str) {
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("the process exists");
+    wait_for_pid_exit(pid, what, Duration::from_secs(10));
+}
+
 /// Waits until process `pid` (called `what` in the panic) has exited; panics after `limit`.
 pub fn wait_for_pid_exit(pid: u32, what: &str, limit: Duration) {
     let started = std::time::Instant::now();

@@ -15,7 +15,7 @@ use fresco_e2e::metrics::Scrape;
 use fresco_e2e::netns::TestHost;
 use fresco_e2e::origin::TestOrigin;
 use fresco_e2e::purge_history::{self, Fault};
-use fresco_e2e::{Cluster, NodeProcess, header, is_ready, wait_for_pid_exit};
+use fresco_e2e::{Cluster, NodeProcess, header, is_ready, kill_process};
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_millis(1000);
@@ -144,7 +144,7 @@ async fn a_replica_killed_during_purges_and_reads_loses_nothing_it_answered() {
     // killed at a third of the run, so they move over while purges are being answered.
     let survivor = cluster.info.purge_apis[1].url.clone();
     let victim = cluster.info.purge_apis[0].pid;
-    let kill: Fault = Box::new(move || kill_replica(victim));
+    let kill: Fault = Box::new(move || kill_process(victim, "purge-api"));
     let history = purge_history::run(
         cluster.clone(),
         origin,
@@ -369,16 +369,6 @@ async fn purge_api_reaches_etcd_over_tls_as_an_etcd_user_and_a_wrong_password_is
     eprintln!("wrong password: {}", stderr.trim());
 }
 
-/// Kills a replica with `kill -9` and waits until it is gone.
-fn kill_replica(pid: u32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    wait_for_pid_exit(pid, "purge-api", Duration::from_secs(5));
-}
-
 async fn log_streams(replica: &str) -> f64 {
     Scrape::of(replica).await.value_or_zero("fresco_purge_log_streams", &[])
 }
@@ -396,7 +386,7 @@ async fn a_replica_cut_off_from_etcd_answers_nothing_and_its_nodes_move_to_anoth
         let target = url.trim_start_matches("http://").parse().expect("an etcd address");
         relays.push(CutProxy::start(target).await);
     }
-    kill_replica(second.pid);
+    kill_process(second.pid, "purge-api-2");
     let config = cluster.state_dir().join("conf").join("purge-api-2.yaml");
     let relayed: String = std::fs::read_to_string(&config)
         .unwrap()
@@ -415,7 +405,7 @@ async fn a_replica_cut_off_from_etcd_answers_nothing_and_its_nodes_move_to_anoth
     let _second_again = NodeProcess::spawn_ready(cmd, &format!("{}/readyz", second.url));
     // The nodes follow the first replica; killed, they move to the second, and stay there
     // when it is back.
-    kill_replica(first.pid);
+    kill_process(first.pid, "purge-api");
     let _first_again = cluster.restart_purge_api();
     let nodes = (cluster.info.edges.len() + cluster.info.shields.len()) as f64;
     let moved = Instant::now();

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use fresco_e2e::origin::{TestOrigin, versioned_body};
-use fresco_e2e::{Cluster, Signal, client, header, signal_node, wait_for_pid_exit};
+use fresco_e2e::{Cluster, Signal, client, header, kill_process, signal_node, wait_for_pid_exit};
 use serde_json::json;
 
 /// The version an edge serves for `path` (and that its body is that version's).
@@ -243,7 +243,7 @@ async fn a_purge_api_killed_and_restarted_loses_nothing_it_answered() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     let seq = answer.body["seq"].as_u64().unwrap();
 
-    nix_kill(cluster.info.purge_api_pid);
+    kill_process(cluster.info.purge_api_pid, "purge-api");
     let _purge_api = cluster.restart_purge_api();
     let status: serde_json::Value = client()
         .get(format!("{}/v1/purge/{seq}", cluster.info.purge_api))
@@ -267,12 +267,6 @@ async fn a_purge_api_killed_and_restarted_loses_nothing_it_answered() {
     for edge in 0..2 {
         assert_eq!(version_at(&cluster, edge, path).await, 3);
     }
-}
-
-fn nix_kill(pid: u32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
-    // Wait until it is dead (a zombie until devcluster reaps it), so its port is free.
-    wait_for_pid_exit(pid, "purge-api after SIGKILL", Duration::from_secs(10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
