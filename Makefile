@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test conformance lint fuzz bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale clean setup
+.PHONY: run build test conformance lint fuzz bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale bench-trace clean setup
 
 setup:
 	@scripts/setup.sh
@@ -63,6 +63,12 @@ bench-store: build
 	@scripts/setup.sh bench
 	target/release/store-bench
 	python3 loadtest/plot_store.py docs/bench/store docs/bench/store.png
+
+# Hit ratio of real edges on generated image-CDN traces next to libCacheSim's policies.
+bench-trace: build
+	@scripts/setup.sh bench
+	target/release/trace-bench --caches memory,hybrid $(TRACE_ARGS)
+	python3 loadtest/plot_trace.py target/trace-bench/results.csv target/trace-bench/hit-ratio.png
 
 bench-scale: build
 	@scripts/setup.sh bench

@@ -46,3 +46,8 @@ if [ "${1:-}" = bench ] && ! python3 -c 'import matplotlib' 2>/dev/null; then
   echo "==> installing matplotlib (pip)"
   python3 -m pip install --quiet matplotlib
 fi
+# The trace benchmark's simulated policies: libCacheSim's Python bindings (from PyPI).
+if [ "${1:-}" = bench ] && ! python3 -c 'import libcachesim' 2>/dev/null; then
+  echo "==> installing libcachesim (pip)"
+  python3 -m pip install --quiet libcachesim
+fi

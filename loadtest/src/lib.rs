@@ -1,5 +1,7 @@
-//! What fresco's benchmarks share: a closed-loop pool of request workers ([`pool`]) and
-//! restarting a devcluster node with other cache sizes ([`node_sizes`]).
+//! What fresco's benchmarks share: a closed-loop pool of request workers ([`pool`]),
+//! restarting a devcluster node with other cache sizes ([`node_sizes`]), and image-CDN
+//! request traces ([`trace`]).
 
 pub mod node_sizes;
 pub mod pool;
+pub mod trace;

@@ -515,14 +515,22 @@ impl LoneEdge {
     /// As [`LoneEdge::start`], with the process's open-files limit (soft and hard) set to
     /// `open_files` (`prlimit`), when given.
     pub fn start_with_open_files(origin: &str, cache_extra: &str, extra: &str, open_files: Option<u64>) -> Self {
+        Self::start_with_cache(origin, &format!("memory: 64MiB{cache_extra}"), extra, open_files)
+    }
+
+    /// As [`LoneEdge::start_with_open_files`], with the whole `cache:` mapping given
+    /// (`memory: 100000000, disk: 1GiB, dir: /x`); a `{dir}` in it names a directory of the
+    /// edge's own.
+    pub fn start_with_cache(origin: &str, cache: &str, extra: &str, open_files: Option<u64>) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
+        let cache = cache.replace("{dir}", &dir.path().join("cache").display().to_string());
         let (port, admin) = (free_port(), free_port());
         let config = dir.path().join("edge.yaml");
         std::fs::write(
             &config,
             format!(
                 "node_id: lone-edge\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n\
-                 cache: {{ memory: 64MiB{cache_extra} }}\n{extra}\n\
+                 cache: {{ {cache} }}\n{extra}\n\
                  sites: [{{ name: default, origin: '{origin}' }}]\n"
             ),
         )
