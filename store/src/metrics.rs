@@ -22,6 +22,13 @@ pub(crate) struct Fills {
     pub superseded: IntCounter,
 }
 
+/// Where completed fills were put (see [`crate::Admission`]).
+pub(crate) struct Admissions {
+    pub memory: IntCounter,
+    pub disk_only: IntCounter,
+    pub not_kept: IntCounter,
+}
+
 pub(crate) struct Errors {
     pub lookup: IntCounter,
     pub clear: IntCounter,
@@ -47,6 +54,7 @@ pub(crate) struct StoreMetrics {
     pub disk_bytes: IntGauge,
     pub memory_only: IntCounter,
     pub fills: Fills,
+    pub admissions: Admissions,
     pub errors: Errors,
     pub purged: IntCounter,
 }
@@ -73,6 +81,12 @@ pub(crate) static METRICS: Lazy<StoreMetrics> = Lazy::new(|| {
         "fresco_store_fills_total",
         "Body writes by outcome: complete, failed (writer dropped or errored), superseded",
         "outcome",
+    );
+    let admissions = counters(
+        "fresco_store_admissions_total",
+        "Completed fills by where they were put: memory (and disk), disk_only (a full memory \
+         tier's first fill of a key), not_kept (the same in a memory-only store)",
+        "placement",
     );
     let errors = counters(
         "fresco_store_errors_total",
@@ -155,6 +169,11 @@ pub(crate) static METRICS: Lazy<StoreMetrics> = Lazy::new(|| {
             complete: fills.with_label_values(&["complete"]),
             failed: fills.with_label_values(&["failed"]),
             superseded: fills.with_label_values(&["superseded"]),
+        },
+        admissions: Admissions {
+            memory: admissions.with_label_values(&["memory"]),
+            disk_only: admissions.with_label_values(&["disk_only"]),
+            not_kept: admissions.with_label_values(&["not_kept"]),
         },
         errors: Errors {
             lookup: errors.with_label_values(&["lookup"]),

@@ -3,7 +3,7 @@
 mod through_storage;
 
 use bytes::Bytes;
-use fresco_store::{CompleteHit, FoyerStorage, StoreConfig};
+use fresco_store::{Admission, CompleteHit, FoyerStorage, StoreConfig};
 use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
 use pingora_cache::trace::Span;
 use through_storage::{body, get, key, meta, purge_then_restart, put, put_typed};
@@ -207,4 +207,75 @@ async fn an_entry_whose_body_was_evicted_is_a_miss_never_another_body() {
         }
     }
     assert!(store.bytes().memory_stored <= 1 << 20, "{:?}", store.bytes());
+}
+
+// A full memory tier admits a new key on its second fill ([`fresco_store::Admission`]).
+
+const OBJECT: usize = 100 << 10;
+
+/// Fills a 1 MiB memory tier with twelve objects of 100 KiB.
+async fn fill_memory(store: &'static FoyerStorage) {
+    for i in 0..12u8 {
+        put(store, &format!("/resident/{i}.jpg"), body(i, OBJECT)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_room_in_memory_a_first_fill_is_kept() {
+    let store = FoyerStorage::open(StoreConfig::new(1 << 20)).await.unwrap().leak();
+    put(store, "/new.jpg", body(50, OBJECT)).await;
+    assert_eq!(get(store, "/new.jpg").await, Some(body(50, OBJECT)));
+}
+
+#[tokio::test]
+async fn a_full_memory_only_store_keeps_a_new_key_from_its_second_fill_on() {
+    let store = FoyerStorage::open(StoreConfig::new(1 << 20)).await.unwrap().leak();
+    fill_memory(store).await;
+    put(store, "/once.jpg", body(50, OBJECT)).await;
+    assert_eq!(get(store, "/once.jpg").await, None, "a first fill displaces nothing");
+    put(store, "/once.jpg", body(50, OBJECT)).await;
+    assert_eq!(
+        get(store, "/once.jpg").await,
+        Some(body(50, OBJECT)),
+        "the second fill of a key is admitted"
+    );
+}
+
+#[tokio::test]
+async fn under_admission_all_a_full_memory_keeps_every_fill() {
+    let config = StoreConfig::new(1 << 20).with_admission(Admission::All);
+    let store = FoyerStorage::open(config).await.unwrap().leak();
+    fill_memory(store).await;
+    put(store, "/once.jpg", body(50, OBJECT)).await;
+    assert_eq!(get(store, "/once.jpg").await, Some(body(50, OBJECT)));
+}
+
+#[tokio::test]
+async fn a_full_memory_sends_a_first_fill_to_disk_only_and_it_is_hit_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(1 << 20)
+        .with_disk(dir.path(), 64 << 20)
+        .with_block_bytes(1 << 20);
+    let store = FoyerStorage::open(config).await.unwrap().leak();
+    fill_memory(store).await;
+    let before = store.bytes();
+    put(store, "/once.jpg", body(50, OBJECT)).await;
+    let after = store.bytes();
+    assert_eq!(after.memory_logical, before.memory_logical, "nothing entered memory");
+    assert_eq!(
+        after.disk_logical - before.disk_logical,
+        OBJECT as i64,
+        "it was written to disk"
+    );
+    // The disk writer is asynchronous: the object reads back once it has been written.
+    let mut found = None;
+    for _ in 0..100 {
+        found = get(store, "/once.jpg").await;
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(found, Some(body(50, OBJECT)), "a disk hit");
+    store.close().await;
 }

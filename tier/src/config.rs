@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fresco_store::{EvictionPolicy, StoreConfig};
+use fresco_store::{Admission, EvictionPolicy, StoreConfig};
 use serde::Deserialize;
 
 /// A configuration that could not be used.
@@ -369,9 +369,13 @@ pub struct CacheSection {
     /// Disk block size; bounds the largest object kept on disk. Default: 16MiB.
     #[serde(default = "default_block")]
     pub block: ByteSize,
-    /// Memory eviction policy: sieve, s3fifo, lfu, lru, fifo. Default: sieve.
+    /// Memory eviction policy: s3fifo, sieve, lfu, lru, fifo. Default: s3fifo.
     #[serde(default = "default_eviction")]
     pub eviction: String,
+    /// Which fills a full memory tier admits: `second-request` (a key's first fill goes to
+    /// disk only, or is not kept without a disk) or `all`. Default: second-request.
+    #[serde(default = "default_admission")]
+    pub admission: String,
     /// Freshness given to cacheable responses without Cache-Control or Expires. Default: 60.
     #[serde(default = "default_heuristic_ttl")]
     pub default_ttl_secs: u64,
@@ -474,6 +478,9 @@ fn default_block() -> ByteSize {
 }
 fn default_eviction() -> String {
     EvictionPolicy::default().name().into()
+}
+fn default_admission() -> String {
+    Admission::default().name().into()
 }
 fn default_heuristic_ttl() -> u64 {
     60
@@ -581,7 +588,10 @@ impl NodeConfig {
             return fail("cache.block", "must be at least 64KiB");
         }
         if EvictionPolicy::from_name(&self.cache.eviction).is_none() {
-            return fail("cache.eviction", "must be one of sieve, s3fifo, lfu, lru, fifo");
+            return fail("cache.eviction", "must be one of s3fifo, sieve, lfu, lru, fifo");
+        }
+        if Admission::from_name(&self.cache.admission).is_none() {
+            return fail("cache.admission", "must be second-request or all");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return fail("log_format", "must be text or json");
@@ -680,7 +690,8 @@ impl NodeConfig {
     pub fn store_config(&self) -> StoreConfig {
         let mut store = StoreConfig::new(self.cache.memory.0 as usize)
             .with_block_bytes(self.cache.block.0 as usize)
-            .with_eviction(EvictionPolicy::from_name(&self.cache.eviction).unwrap_or_default());
+            .with_eviction(EvictionPolicy::from_name(&self.cache.eviction).unwrap_or_default())
+            .with_admission(Admission::from_name(&self.cache.admission).unwrap_or_default());
         if let (Some(dir), true) = (&self.cache.dir, self.cache.disk.0 > 0) {
             store = store.with_disk(dir, self.cache.disk.0 as usize);
         }
@@ -765,7 +776,8 @@ sites:
         assert_eq!(c.cache.disk, ByteSize(1 << 30));
         assert_eq!(c.deadline_ms, 5000);
         assert_eq!(c.drain_ms, 10_000);
-        assert_eq!(c.cache.eviction, "sieve");
+        assert_eq!(c.cache.eviction, "s3fifo");
+        assert_eq!(c.cache.admission, "second-request");
         assert_eq!(
             c.sites[0].ignore_query,
             ["fresco"],
@@ -793,6 +805,8 @@ sites:
         assert!(e.contains("listen"), "{e}");
         let e = error_of(&GOOD.replace("node_id: edge-1", "node_id: edge-1\ncolour: blue"));
         assert!(e.contains("colour"), "{e}");
+        let e = error_of(&GOOD.replace(", dir: /tmp/x", ", dir: /tmp/x, admission: sometimes"));
+        assert!(e.contains("cache.admission"), "{e}");
         let e = error_of(&GOOD.replace(", dir: /tmp/x", ""));
         assert!(e.contains("cache.dir"), "{e}");
         let e = error_of(&GOOD.replace("node_id: edge-1", "node_id: edge-1\ndrain_ms: 3600000"));
