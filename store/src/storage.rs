@@ -309,6 +309,15 @@ impl FoyerStorage {
         }
     }
 
+    /// Whether the store may hold `key`: in memory, in the disk index, or as a fill in
+    /// progress. False means a purge of it would find nothing, except a record still on its
+    /// way to disk (foyer does not guarantee to report those), which only a caller that keeps
+    /// such a record from being served by other means may skip: the freshness rules do.
+    pub fn may_hold(&self, key: &CacheKey) -> bool {
+        let hash = key_hash(key);
+        self.fills.get(hash).is_some() || self.cache.contains(&hash)
+    }
+
     /// Bytes held, by tier, as served and as stored.
     pub fn bytes(&self) -> StoreBytes {
         let a = &self.accounting;

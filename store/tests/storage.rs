@@ -279,3 +279,21 @@ async fn a_full_memory_sends_a_first_fill_to_disk_only_and_it_is_hit_there() {
     assert_eq!(found, Some(body(50, OBJECT)), "a disk hit");
     store.close().await;
 }
+
+#[tokio::test]
+async fn may_hold_is_true_for_what_is_stored_or_being_filled_and_false_after_a_purge() {
+    let store = FoyerStorage::open(StoreConfig::new(8 << 20)).await.unwrap().leak();
+    let span = Span::inactive().handle();
+    assert!(!store.may_hold(&key("/a.jpg")), "nothing stored yet");
+    put(store, "/a.jpg", body(1, 1000)).await;
+    assert!(store.may_hold(&key("/a.jpg")));
+    let compact = key("/a.jpg").to_compact();
+    store
+        .purge(PurgeTarget::Active(&compact), PurgeType::Invalidation, &span)
+        .await
+        .unwrap();
+    assert!(!store.may_hold(&key("/a.jpg")), "purged");
+    let mut miss = store.get_miss_handler(&key("/b.jpg"), &meta(), &span).await.unwrap();
+    miss.write_body(Bytes::from_static(b"half"), false).await.unwrap();
+    assert!(store.may_hold(&key("/b.jpg")), "a fill in progress");
+}
