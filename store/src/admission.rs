@@ -42,7 +42,8 @@ impl Admission {
 
 /// Remembers the keys filled recently, in two generations of a Bloom filter: a key is
 /// remembered for one to two generations of `keys_per_generation` new keys, then forgotten
-/// (so the memory it takes is fixed). False positives admit about 2 % of first fills.
+/// (so the memory it takes is fixed). False positives let in 1–5 % of first
+/// fills (three probes at 8 bits a key: more as a generation fills, and both are asked).
 pub(crate) struct Doorkeeper {
     generations: Mutex<Generations>,
 }
