@@ -520,12 +520,6 @@ impl FoyerStorage {
     fn store_record(&self, key: u128, record: Record, body_len: usize, placement: Placement) {
         let memory_only = self.is_memory_only(body_len);
         self.accounting.entered_memory(&record);
-        if placement == Placement::DiskOnly && !memory_only {
-            // A disk-only record passes through the memory tier as a phantom, which foyer
-            // reports leaving twice: as it passes (a removal) and when its handle drops (an
-            // eviction; foyer-memory 0.22, raw.rs). Counted in twice, it nets to nothing.
-            self.accounting.entered_memory(&record);
-        }
         let properties = if memory_only {
             HybridCacheProperties::default().with_location(Location::InMem)
         } else {
@@ -534,7 +528,13 @@ impl FoyerStorage {
             }
             match placement {
                 Placement::Memory => HybridCacheProperties::default(),
-                Placement::DiskOnly => HybridCacheProperties::default().with_location(Location::OnDisk),
+                Placement::DiskOnly => {
+                    // It passes through the memory tier as a phantom, which foyer reports
+                    // leaving twice: as it passes (a removal) and when its handle drops (an
+                    // eviction; foyer-memory 0.22, raw.rs). Counted in twice, it nets to nothing.
+                    self.accounting.entered_memory(&record);
+                    HybridCacheProperties::default().with_location(Location::OnDisk)
+                }
             }
         };
         self.put_record(key, record, properties);
