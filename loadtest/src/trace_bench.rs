@@ -56,8 +56,8 @@ struct Cli {
     trace: Option<PathBuf>,
     /// The edges to replay through, for each size: `memory` (a memory tier of the size),
     /// `hybrid` (a disk tier of the size, memory a fifth of it).
-    #[arg(long, value_delimiter = ',', default_value = "memory")]
-    caches: Vec<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory")]
+    caches: Vec<CacheKind>,
     /// libCacheSim policies to simulate (comma-separated names of its Python classes).
     #[arg(long, default_value = "Sieve,S3FIFO,WTinyLFU,ARC,TwoQ,LRU")]
     policies: String,
@@ -81,27 +81,39 @@ struct Row {
     byte_hit_ratio: f64,
 }
 
-/// The edge's cache for one replay.
-#[derive(Clone, Copy)]
-enum EdgeCache {
-    Memory { bytes: u64 },
-    Hybrid { memory: u64, disk: u64 },
+/// The edge's cache for one replay, of a given size.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CacheKind {
+    /// A memory tier of the size.
+    Memory,
+    /// A disk tier of the size, memory a fifth of it.
+    Hybrid,
 }
 
-impl EdgeCache {
+impl CacheKind {
     fn name(self) -> &'static str {
         match self {
-            Self::Memory { .. } => "fresco memory",
-            Self::Hybrid { .. } => "fresco mem+disk",
+            Self::Memory => "fresco memory",
+            Self::Hybrid => "fresco mem+disk",
         }
     }
 
-    fn yaml(self) -> String {
+    /// Bytes of its memory tier for a cache of `size`.
+    fn memory_bytes(self, size: u64) -> u64 {
         match self {
-            Self::Memory { bytes } => format!("memory: {bytes}"),
-            Self::Hybrid { memory, disk } => {
-                let block = (disk / 64).next_power_of_two().max(2 << 20);
-                format!("memory: {memory}, disk: {disk}, block: {block}, dir: '{{dir}}'")
+            Self::Memory => size,
+            Self::Hybrid => size / 5,
+        }
+    }
+
+    /// Its `cache:` settings for a cache of `size`.
+    fn yaml(self, size: u64) -> String {
+        let memory = self.memory_bytes(size);
+        match self {
+            Self::Memory => format!("memory: {memory}"),
+            Self::Hybrid => {
+                let block = (size / 64).next_power_of_two().max(2 << 20);
+                format!("memory: {memory}, disk: {size}, block: {block}, dir: '{{dir}}'")
             }
         }
     }
@@ -183,21 +195,12 @@ async fn measure(cli: &Cli, name: &str, path: &Path, trace: &Trace, origin: &Tra
         .collect();
     let mut rows = Vec::new();
     for (&fraction, &size) in cli.fractions.iter().zip(&sizes) {
-        let caches = cli.caches.iter().map(|name| match name.as_str() {
-            "memory" => Ok(EdgeCache::Memory { bytes: size }),
-            "hybrid" => Ok(EdgeCache::Hybrid {
-                memory: size / 5,
-                disk: size,
-            }),
-            other => Err(anyhow::anyhow!("--caches: `{other}` is neither memory nor hybrid")),
-        });
-        for cache in caches {
-            let cache = cache?;
+        for &cache in &cli.caches {
             let label = format!("{} at {:.0} %", cache.name(), fraction * 100.0);
             let started = Instant::now();
             let yaml = match &cli.cache_extra {
-                Some(extra) => format!("{}, {extra}", cache.yaml()),
-                None => cache.yaml(),
+                Some(extra) => format!("{}, {extra}", cache.yaml(size)),
+                None => cache.yaml(size),
             };
             let seen = replay_through_edge(trace, origin, &yaml, &label).await?;
             let dangling = seen
@@ -216,13 +219,7 @@ async fn measure(cli: &Cli, name: &str, path: &Path, trace: &Trace, origin: &Tra
                 started.elapsed().as_secs_f64(),
                 seen.origin_requests,
                 memory / 1e6,
-                size as f64
-                    / 1e6
-                    / if matches!(cache, EdgeCache::Hybrid { .. }) {
-                        5.0
-                    } else {
-                        1.0
-                    },
+                cache.memory_bytes(size) as f64 / 1e6,
             );
             rows.push(Row {
                 trace: name.to_string(),
