@@ -2,10 +2,10 @@
 //! request a line, in order) that the libCacheSim script reads too, and served by an origin
 //! whose answers have exactly the traced sizes.
 //!
-//! The shape follows what image CDNs publish (Meta's photo-serving study, Cloudflare's and
-//! Fastly's talks): popularity is Zipf over a fixed catalogue, a share of the requests goes
-//! to objects asked for once and never again (one-hit wonders: fresh uploads, crawlers, long
-//! tails of personal photos), and sizes are log-normal around a median of tens of KB.
+//! The shape is the one issue 13 describes for image CDNs: popularity is Zipf over a fixed
+//! catalogue, a share of the requests goes to objects asked for once and never again (one-hit
+//! wonders: fresh uploads, crawlers, long tails of personal photos), and sizes are log-normal
+//! around a median of tens of KB. It is generated, not a real trace (`--trace FILE` replays one).
 
 use std::io::{BufRead, BufWriter, Write};
 use std::net::SocketAddr;

@@ -6,10 +6,10 @@ use crate::admission::Admission;
 
 /// The memory tier's eviction policy (foyer's, weighed in bytes).
 ///
-/// Default: [`EvictionPolicy::S3Fifo`]. On image-CDN traces with one-hit wonders (20–50 % of
-/// requests), behind the default [`Admission::SecondRequest`], it had the best request and
-/// byte hit ratios of foyer's policies and was level with or above the best policy
-/// libCacheSim simulates on the same trace (`docs/benchmarks.md`, `make bench-trace`). On pure
+/// Default: [`EvictionPolicy::S3Fifo`]. On generated image-CDN traces with one-hit wonders
+/// (a quarter to a half of the requests), behind the default [`Admission::SecondRequest`], it
+/// had the best request and byte hit ratios of foyer's policies, level with or above the best
+/// policy libCacheSim simulates in 6 of 8 cells (`docs/benchmarks.md`, `make bench-trace`). On pure
 /// Zipf traces admitting every fill, SIEVE did best (`cargo run --release -p fresco-store
 /// --example policy_sim`). A hit costs either one an atomic update, no list move.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
