@@ -5,17 +5,18 @@
 //! - [`subscriber`] keeps it current: it streams the purge log from purge-api, applies and
 //!   persists each purge before acknowledging it, and renews the lease.
 //!
-//! The rules and the applied sequence are persisted (redb, fsync'd) before an ack, so a node
-//! that crashes and restarts knows every purge it acknowledged, and catches up on the rest
-//! before it holds a lease again.
+//! The rules and the applied sequence are persisted ([`journal`], one `fdatasync` a batch)
+//! before an ack, so a node that crashes and restarts knows every purge it acknowledged, and
+//! catches up on the rest before it holds a lease again.
 
+pub mod journal;
+mod legacy_redb;
 pub mod log_stream;
 pub mod prefix_trie;
 pub mod purge_apis;
 pub mod rules;
 pub mod subscriber;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -23,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use fresco_protocol::{PurgeRecord, Target};
 use fresco_store::FoyerStorage;
-use parking_lot::RwLock;
+use journal::{JournalState, RuleJournal};
+use parking_lot::{Mutex, RwLock};
 use pingora_cache::storage::{PurgeTarget, PurgeType, Storage};
 use pingora_cache::trace::Span;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::cache_key::{cache_key, prefix_key, primary_key};
 use crate::config::SiteConfig;
@@ -34,18 +35,6 @@ use rules::{PurgeRules, Rule, RuleKind, Verdict};
 
 /// Rules a node holds by default before it compacts the oldest (about 150 bytes each).
 pub const DEFAULT_MAX_RULES: usize = 200_000;
-
-/// Rules by kind code + key: (hard seq, soft seq).
-const RULES: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("rules");
-/// A rule's key in [`RULES`]: its kind's code, then its key.
-fn rule_key(kind: RuleKind, key: &str) -> Vec<u8> {
-    let mut k = vec![kind.code()];
-    k.extend_from_slice(key.as_bytes());
-    k
-}
-
-/// `applied`: the last sequence applied with all before it.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Told of every purge a node applies; the change feed is one.
 ///
@@ -88,7 +77,8 @@ pub struct Freshness {
     lease_until: AtomicU64,
     base: Instant,
     rules: RwLock<PurgeRules>,
-    db: Database,
+    /// Only the purge thread writes it; the lock is never contended.
+    journal: Mutex<RuleJournal>,
     sites: Vec<SiteKeys>,
     store: &'static FoyerStorage,
     observer: OnceLock<Arc<dyn PurgeObserver>>,
@@ -98,30 +88,20 @@ impl Freshness {
     /// Opens the persisted state in `dir` (rules and applied sequence).
     pub fn open(dir: &Path, sites: &[SiteConfig], store: &'static FoyerStorage) -> Result<Self, FreshnessError> {
         std::fs::create_dir_all(dir).map_err(db_error)?;
-        let db = Database::create(dir.join("freshness.redb")).map_err(db_error)?;
-        let txn = db.begin_write().map_err(db_error)?;
-        txn.open_table(RULES).map_err(db_error)?;
-        txn.open_table(META).map_err(db_error)?;
-        txn.commit().map_err(db_error)?;
-        let mut rules = PurgeRules::default();
-        let applied = {
-            let txn = db.begin_read().map_err(db_error)?;
-            let table = txn.open_table(RULES).map_err(db_error)?;
-            for entry in table.iter().map_err(db_error)? {
-                let (k, v) = entry.map_err(db_error)?;
-                let key = k.value();
-                let (hard, soft) = v.value();
-                if let (Some(kind), Ok(text)) = (RuleKind::from_code(key[0]), std::str::from_utf8(&key[1..])) {
-                    rules.restore(kind, text, Rule { hard, soft });
-                }
-            }
-            let meta = txn.open_table(META).map_err(db_error)?;
-            let read = |name: &str| -> Result<u64, FreshnessError> {
-                Ok(meta.get(name).map_err(db_error)?.map_or(0, |v| v.value()))
-            };
-            (read("applied")?, read("floor")?, read("compacted_below")?)
+        let (journal, state) = match legacy_redb::migrate(dir).map_err(db_error)? {
+            Some(journal) => journal,
+            None => RuleJournal::open(dir).map_err(db_error)?,
         };
-        let (applied, floor, compacted_below) = applied;
+        let mut rules = PurgeRules::default();
+        for (kind, key, rule) in &state.rules {
+            rules.restore(*kind, key, *rule);
+        }
+        let JournalState {
+            applied,
+            floor,
+            compacted_below,
+            ..
+        } = state;
         Ok(Self {
             applied: AtomicU64::new(applied),
             floor: AtomicU64::new(floor),
@@ -130,7 +110,7 @@ impl Freshness {
             lease_until: AtomicU64::new(0),
             base: Instant::now(),
             rules: RwLock::new(rules),
-            db,
+            journal: Mutex::new(journal),
             sites: sites
                 .iter()
                 .map(|s| SiteKeys {
@@ -231,17 +211,13 @@ impl Freshness {
             let (kept, dropped) = rules.compacted(point);
             (point, kept, dropped)
         };
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut table = txn.open_table(RULES).map_err(db_error)?;
-            for (kind, key) in &dropped {
-                table.remove(rule_key(*kind, key).as_slice()).map_err(db_error)?;
-            }
-            let mut meta = txn.open_table(META).map_err(db_error)?;
-            let below = point.max(self.compacted_below());
-            meta.insert("compacted_below", below).map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)?;
+        self.journal
+            .lock()
+            .rewrite(&JournalState {
+                compacted_below: point.max(self.compacted_below()),
+                ..self.journal_state(kept.entries())
+            })
+            .map_err(db_error)?;
         // Raised before the rules go: in between, both keep old objects from being served.
         self.compacted_below.fetch_max(point, Ordering::AcqRel);
         let kept_count = kept.len();
@@ -257,6 +233,16 @@ impl Freshness {
             .purge_rules_compacted
             .inc_by(dropped.len() as u64);
         Ok(())
+    }
+
+    /// `rules` with the sequences as they stand: what a rewritten journal holds.
+    fn journal_state(&self, rules: Vec<(RuleKind, String, Rule)>) -> JournalState {
+        JournalState {
+            applied: self.applied(),
+            floor: self.floor.load(Ordering::Acquire),
+            compacted_below: self.compacted_below(),
+            rules,
+        }
     }
 
     /// Number of rules held.
@@ -314,29 +300,15 @@ impl Freshness {
                 changes.push((RuleKind::Prefix, self.prefix_key(prefix), record.seq, record.soft));
             }
         }
-        // What the rules will be, worked out on a copy: hits keep reading the rules meanwhile.
-        let mut merged: HashMap<(RuleKind, &str), Rule> = HashMap::new();
-        {
-            let rules = self.rules.read();
-            for (kind, key, seq, soft) in &changes {
-                merged
-                    .entry((*kind, key.as_str()))
-                    .or_insert_with(|| rules.get(*kind, key))
-                    .raise(*seq, *soft);
-            }
-        }
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut table = txn.open_table(RULES).map_err(db_error)?;
-            for ((kind, key), rule) in &merged {
-                table
-                    .insert(rule_key(*kind, key).as_slice(), (rule.hard, rule.soft))
-                    .map_err(db_error)?;
-            }
-            let mut meta = txn.open_table(META).map_err(db_error)?;
-            meta.insert("applied", last).map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)?;
+        let journaled: Vec<journal::JournaledRule> = changes
+            .iter()
+            .map(|(kind, key, seq, soft)| {
+                let mut rule = Rule::default();
+                rule.raise(*seq, *soft);
+                (*kind, key.as_str(), rule)
+            })
+            .collect();
+        self.journal.lock().append(last, &journaled).map_err(db_error)?;
         {
             // Visible before `applied` moves on, so a fill that counts as fresh against the new
             // sequence is always judged by these rules.
@@ -348,6 +320,9 @@ impl Freshness {
         self.applied.store(last, Ordering::Release);
         if self.rule_count() > self.max_rules {
             self.compact()?;
+        } else if self.journal.lock().needs_rewrite() {
+            let state = self.journal_state(self.rules.read().entries());
+            self.journal.lock().rewrite(&state).map_err(db_error)?;
         }
         if let Some(observer) = self.observer.get() {
             observer.applied(&fresh);
@@ -374,20 +349,18 @@ impl Freshness {
     /// and disk) and every rule, and continue from `next`.
     pub async fn reset(&self, next: u64) -> Result<(), FreshnessError> {
         self.store.clear().await;
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut table = txn.open_table(RULES).map_err(db_error)?;
-            table.retain(|_, _| false).map_err(db_error)?;
-            let mut meta = txn.open_table(META).map_err(db_error)?;
-            meta.insert("applied", next.saturating_sub(1)).map_err(db_error)?;
-            // A fill that started before the reset may still complete after it; nothing
-            // fetched from before it is usable.
-            meta.insert("floor", next.saturating_sub(1)).map_err(db_error)?;
-        }
-        txn.commit().map_err(db_error)?;
-        self.floor.store(next.saturating_sub(1), Ordering::Release);
+        // A fill that started before the reset may still complete after it; nothing fetched
+        // from before it is usable.
+        let before_next = next.saturating_sub(1);
+        let state = JournalState {
+            applied: before_next,
+            floor: before_next,
+            ..self.journal_state(Vec::new())
+        };
+        self.journal.lock().rewrite(&state).map_err(db_error)?;
+        self.floor.store(before_next, Ordering::Release);
         *self.rules.write() = PurgeRules::default();
-        self.applied.store(next.saturating_sub(1), Ordering::Release);
+        self.applied.store(before_next, Ordering::Release);
         if let Some(observer) = self.observer.get() {
             observer.reset(next);
         }
