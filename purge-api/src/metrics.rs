@@ -1,10 +1,10 @@
 //! purge-api's Prometheus series.
 
-use once_cell::sync::Lazy;
 use prometheus::{
     Histogram, HistogramVec, IntCounterVec, IntGauge, register_histogram, register_histogram_vec,
     register_int_counter_vec, register_int_gauge,
 };
+use std::sync::LazyLock;
 
 /// purge-api's metrics.
 pub struct PurgeMetrics {
@@ -35,7 +35,7 @@ const BUCKETS: &[f64] = &[
 ];
 
 /// The metrics of this process.
-pub static METRICS: Lazy<PurgeMetrics> = Lazy::new(|| PurgeMetrics {
+pub static METRICS: LazyLock<PurgeMetrics> = LazyLock::new(|| PurgeMetrics {
     purges: register_int_counter_vec!("fresco_purges_total", "Purges accepted, by kind", &["kind"]).unwrap(),
     rejected: register_int_counter_vec!(
         "fresco_purge_rejected_total",

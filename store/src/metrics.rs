@@ -3,11 +3,11 @@
 //! Labelled series are resolved once here: `with_label_values` hashes and locks, and lookups
 //! sit on every request.
 
-use once_cell::sync::Lazy;
 use prometheus::{
     Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_gauge, register_int_counter,
     register_int_counter_vec, register_int_gauge_vec,
 };
+use std::sync::LazyLock;
 
 pub(crate) struct Lookups {
     pub memory: IntCounter,
@@ -71,7 +71,7 @@ fn counters(name: &str, help: &str, label: &str) -> IntCounterVec {
     register_int_counter_vec!(name, help, &[label]).expect("metric registers once")
 }
 
-pub(crate) static METRICS: Lazy<StoreMetrics> = Lazy::new(|| {
+pub(crate) static METRICS: LazyLock<StoreMetrics> = LazyLock::new(|| {
     let lookups = counters(
         "fresco_store_lookups_total",
         "Store lookups by where the object was found: memory, disk, fill (being written) or miss",

@@ -3,11 +3,11 @@
 //! Every labelled child is resolved once: `with_label_values` hashes and locks, and these are
 //! touched on every request.
 
-use once_cell::sync::Lazy;
 use prometheus::{
     Histogram, IntCounter, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter,
     register_int_counter_vec, register_int_gauge,
 };
+use std::sync::LazyLock;
 
 use crate::errors::FailureKind;
 
@@ -115,7 +115,7 @@ fn register(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 }
 
 /// The metrics of this process.
-pub static METRICS: Lazy<TierMetrics> = Lazy::new(|| {
+pub static METRICS: LazyLock<TierMetrics> = LazyLock::new(|| {
     let requests = register(
         "fresco_requests_total",
         "Requests answered, by cache result and status class",

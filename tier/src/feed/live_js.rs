@@ -1,15 +1,15 @@
 //! `/_fresco/live.js`: the browser script (`client/live.js`), served by every edge.
 
 use bytes::Bytes;
-use once_cell::sync::Lazy;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
+use std::sync::LazyLock;
 
 /// The script, as built into the edge.
 pub const LIVE_JS: &str = include_str!("../../../client/live.js");
 
-static ETAG: Lazy<String> = Lazy::new(|| format!("\"{}\"", &blake3::hash(LIVE_JS.as_bytes()).to_hex()[..16]));
+static ETAG: LazyLock<String> = LazyLock::new(|| format!("\"{}\"", &blake3::hash(LIVE_JS.as_bytes()).to_hex()[..16]));
 
 /// Answers a `GET` or `HEAD` of the script (304 to a matching `If-None-Match`).
 pub async fn serve_live_js(session: &mut Session, node: &str) -> Result<()> {

@@ -13,10 +13,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use once_cell::sync::Lazy;
+use std::sync::LazyLock;
 
 /// The instant health times count from (milliseconds in an `AtomicU64`).
-static EPOCH: Lazy<Instant> = Lazy::new(Instant::now);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Milliseconds since [`EPOCH`], never 0 (0 means "never").
 pub fn now_ms() -> u64 {

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use once_cell::sync::Lazy;
 use parking_lot::{Mutex, RwLock};
 use prometheus::{IntCounterVec, IntGaugeVec, register_int_counter_vec, register_int_gauge_vec};
+use std::sync::LazyLock;
 
 use crate::config::{FreshnessSection, NodeConfig, RoutingSection, ShieldEntry};
 use health::now_ms;
@@ -50,7 +50,7 @@ struct RouterMetrics {
     retries: IntCounterVec,
 }
 
-static ROUTER_METRICS: Lazy<RouterMetrics> = Lazy::new(|| {
+static ROUTER_METRICS: LazyLock<RouterMetrics> = LazyLock::new(|| {
     RouterMetrics {
     shields: register_int_gauge_vec!(
         "fresco_shields",
