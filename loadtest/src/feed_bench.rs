@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use fresco_e2e::Cluster;
 use fresco_e2e::origin::TestOrigin;
+use fresco_loadtest::latencies::Latencies;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -47,10 +48,6 @@ fn rss_bytes(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .expect("VmRSS is in kB")
         * 1024
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Holds one feed open: sends the request, waits for `hello`, then reports the arrival of
@@ -187,9 +184,11 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    all_arrivals.sort_by(f64::total_cmp);
-    fanouts.sort_by(f64::total_cmp);
-    answers.sort_by(f64::total_cmp);
+    let (arrivals, fanouts, answers): (Latencies, Latencies, Latencies) = (
+        all_arrivals.iter().collect(),
+        fanouts.iter().collect(),
+        answers.iter().collect(),
+    );
     println!();
     println!("feeds held by one edge       {}", cli.connections);
     println!(
@@ -198,16 +197,16 @@ async fn main() {
         rss_after as f64 / 1048576.0
     );
     println!("memory per feed connection   {:.1} KiB", per_connection / 1024.0);
-    println!("purge answer                 p50 {:.1} ms", percentile(&answers, 0.5));
+    println!("purge answer                 p50 {:.1} ms", answers.quantile_ms(0.5));
     println!(
         "event arrival after purge    p50 {:.1} ms, p99 {:.1} ms",
-        percentile(&all_arrivals, 0.5),
-        percentile(&all_arrivals, 0.99)
+        arrivals.quantile_ms(0.5),
+        arrivals.quantile_ms(0.99)
     );
     println!(
         "fan-out to all feeds         p50 {:.1} ms, max {:.1} ms over {} purges",
-        percentile(&fanouts, 0.5),
-        fanouts[fanouts.len() - 1],
+        fanouts.quantile_ms(0.5),
+        fanouts.max_ms(),
         cli.purges
     );
     println!("wrote {}", cli.csv);

@@ -78,11 +78,3 @@ where
     }
     workers.join_all().await;
 }
-
-/// The `p` quantile (0–1) of sorted `values`; 0 when there are none.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use fresco_e2e::Cluster;
 use fresco_e2e::origin::TestOrigin;
+use fresco_loadtest::latencies::Latencies;
 use serde_json::json;
 
 /// Measures purges on a real cluster: acknowledgement latency (one purge at a time), the
@@ -48,14 +49,10 @@ struct Cli {
 struct Measured {
     backend: String,
     latencies: Vec<f64>,
-    sorted: Vec<f64>,
+    answers: Latencies,
     rate: f64,
     quiet: f64,
     busy: f64,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Times one purge, sent to the replicas in turn.
@@ -109,10 +106,10 @@ async fn main() {
         println!(
             "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} | {:.0} → {:.0} req/s ({:+.1} %) |",
             m.backend,
-            percentile(&m.sorted, 0.5),
-            percentile(&m.sorted, 0.9),
-            percentile(&m.sorted, 0.99),
-            m.sorted[m.sorted.len() - 1],
+            m.answers.quantile_ms(0.5),
+            m.answers.quantile_ms(0.9),
+            m.answers.quantile_ms(0.99),
+            m.answers.max_ms(),
             m.rate,
             m.quiet,
             m.busy,
@@ -150,8 +147,7 @@ async fn measure(cli: &Cli, backend: &str) -> Measured {
             eprintln!("    {}/{}", i + 1, cli.sequential);
         }
     }
-    let mut sorted = latencies.clone();
-    sorted.sort_by(f64::total_cmp);
+    let answers: Latencies = latencies.iter().collect();
 
     eprintln!(
         "==> [{backend}] {} purges in flight for {} s",
@@ -212,7 +208,7 @@ async fn measure(cli: &Cli, backend: &str) -> Measured {
     Measured {
         backend: backend.to_string(),
         latencies,
-        sorted,
+        answers,
         rate,
         quiet,
         busy,

@@ -210,14 +210,8 @@ async fn bytes_and_latency(cli: &Cli, summary: &mut Summary) {
     );
     for run in &runs {
         run.print();
-        summary.add(
-            format!("{}_hit_p50_ms", run.tier),
-            fresco_loadtest::pool::percentile(&run.sorted_ms, 0.5),
-        );
-        summary.add(
-            format!("{}_hit_p99_ms", run.tier),
-            fresco_loadtest::pool::percentile(&run.sorted_ms, 0.99),
-        );
+        summary.add(format!("{}_hit_p50_ms", run.tier), run.latencies.quantile_ms(0.5));
+        summary.add(format!("{}_hit_p99_ms", run.tier), run.latencies.quantile_ms(0.99));
         let found = run.memory_lookups + run.disk_lookups;
         let share = if run.tier == "memory" {
             run.memory_lookups

@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use fresco_e2e::Cluster;
 use fresco_e2e::browser::{Browser, change_demo_image};
+use fresco_loadtest::latencies::Latencies;
 use serde_json::json;
 
 /// Measures purge → image swapped in Chromium on a devcluster with the demo origin.
@@ -57,10 +58,6 @@ const started = performance.now();
   setTimeout(poll, 2);
 })();
 "#;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 /// One measured change.
 struct Sample {
@@ -137,16 +134,12 @@ async fn main() {
         )
         .unwrap();
     }
-    let sorted = |f: fn(&Sample) -> f64| {
-        let mut v: Vec<f64> = samples.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v
-    };
-    let from_sent = sorted(|s| s.swap_ms - s.sent_ms);
-    let from_answer = sorted(|s| s.swap_ms - s.answered_ms);
-    let answer = sorted(|s| s.answered_ms - s.sent_ms);
-    let event = sorted(|s| s.event_ms - s.sent_ms);
-    let fetch = sorted(|s| s.swap_ms - s.event_ms);
+    let latencies = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Latencies>();
+    let from_sent = latencies(|s| s.swap_ms - s.sent_ms);
+    let from_answer = latencies(|s| s.swap_ms - s.answered_ms);
+    let answer = latencies(|s| s.answered_ms - s.sent_ms);
+    let event = latencies(|s| s.event_ms - s.sent_ms);
+    let fetch = latencies(|s| s.swap_ms - s.event_ms);
     println!(
         "swap-bench: {} changes, {} edges + 1 shield, headless Chromium on edge-1, loopback",
         samples.len(),
@@ -165,10 +158,10 @@ async fn main() {
     ] {
         println!(
             "{name:<36} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-            percentile(v, 0.5),
-            percentile(v, 0.95),
-            v[0],
-            v[v.len() - 1]
+            v.quantile_ms(0.5),
+            v.quantile_ms(0.95),
+            v.min_ms(),
+            v.max_ms()
         );
     }
     println!("csv: {}", cli.csv);

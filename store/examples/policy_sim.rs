@@ -17,34 +17,19 @@ use pingora_cache::key::CacheKey;
 use pingora_cache::storage::Storage;
 use pingora_cache::trace::Span;
 use pingora_http::ResponseHeader;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::seq::SliceRandom;
+use rand_distr::{Distribution, LogNormal, Zipf};
 
 const OBJECTS: usize = 20_000;
 
 fn sizes(rng: &mut StdRng) -> Vec<usize> {
+    // Log-normal around 40 KB with σ = 1.
+    let size = LogNormal::new(40_000f64.ln(), 1.0).unwrap();
     (0..OBJECTS)
-        .map(|_| {
-            // Box-Muller normal, then log-normal around 40 KB with σ = 1.
-            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
-            let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            ((40_000.0 * normal.exp()) as usize).clamp(2_000, 1_000_000)
-        })
+        .map(|_| (size.sample(rng) as usize).clamp(2_000, 1_000_000))
         .collect()
-}
-
-/// Cumulative Zipf weights: rank r has weight 1 / r^alpha.
-fn zipf_cdf(alpha: f64) -> Vec<f64> {
-    let mut acc = 0.0;
-    let mut cdf: Vec<f64> = (1..=OBJECTS)
-        .map(|r| {
-            acc += 1.0 / (r as f64).powf(alpha);
-            acc
-        })
-        .collect();
-    let total = acc;
-    cdf.iter_mut().for_each(|c| *c /= total);
-    cdf
 }
 
 fn meta() -> CacheMeta {
@@ -94,15 +79,13 @@ async fn main() {
         "alpha", "cache", "policy", "hit", "byte-hit"
     );
     for alpha in [0.8, 1.0] {
-        let cdf = zipf_cdf(alpha);
-        // The same trace for every policy; ranks are shuffled onto objects so that popularity
-        // and size are independent.
+        let popularity = Zipf::new(OBJECTS as f64, alpha).unwrap();
+        // The same trace for every policy; ranks (from 1) are shuffled onto objects so that
+        // popularity and size are independent.
         let mut order: Vec<usize> = (0..OBJECTS).collect();
-        for i in (1..OBJECTS).rev() {
-            order.swap(i, rng.random_range(0..=i));
-        }
+        order.shuffle(&mut rng);
         let trace: Vec<usize> = (0..requests)
-            .map(|_| order[cdf.partition_point(|c| *c < rng.random::<f64>()).min(OBJECTS - 1)])
+            .map(|_| order[popularity.sample(&mut rng) as usize - 1])
             .collect();
         for percent in [5, 10, 20] {
             let capacity = corpus * percent / 100;

@@ -6,14 +6,17 @@ use std::io::Write;
 use fresco_e2e::NodeInfo;
 use fresco_e2e::metrics::Scrape;
 
-use fresco_loadtest::pool::{get, percentile};
+use fresco_loadtest::latencies::Latencies;
+use fresco_loadtest::pool::get;
 
 /// The hits of one run, and where the store found them.
 pub struct TierLatency {
     /// What the run aimed at: `memory` or `disk`.
     pub tier: &'static str,
-    /// Latency of each hit, sorted.
+    /// Latency of each hit, sorted (the CSV has them all).
     pub sorted_ms: Vec<f64>,
+    /// The same, for percentiles.
+    pub latencies: Latencies,
     /// Requests that were not hits.
     pub not_hits: usize,
     /// Increase of `fresco_store_lookups_total{result="memory"}` during the run.
@@ -46,6 +49,7 @@ pub async fn measure(http: &reqwest::Client, edge: &NodeInfo, tier: &'static str
     let (memory_after, disk_after) = store_lookups(edge).await;
     TierLatency {
         tier,
+        latencies: sorted_ms.iter().collect(),
         sorted_ms,
         not_hits,
         memory_lookups: memory_after - memory_before,
@@ -59,8 +63,8 @@ impl TierLatency {
         println!(
             "  {:<6} hits: p50 {:.3} ms, p99 {:.3} ms over {} hits ({} not hits); store lookups: {:.0} memory, {:.0} disk",
             self.tier,
-            percentile(&self.sorted_ms, 0.5),
-            percentile(&self.sorted_ms, 0.99),
+            self.latencies.quantile_ms(0.5),
+            self.latencies.quantile_ms(0.99),
             self.sorted_ms.len(),
             self.not_hits,
             self.memory_lookups,

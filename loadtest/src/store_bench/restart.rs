@@ -7,9 +7,13 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fresco_e2e::corpus::SeededRng;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand_distr::{Distribution, Zipf};
 
-use fresco_loadtest::pool::{Until, get, percentile, run_pool};
+use fresco_loadtest::latencies::Latencies;
+use fresco_loadtest::pool::{Until, get, run_pool};
 
 /// A request trace: indices into a corpus, Zipf-distributed over a random ranking of it (so
 /// popularity does not follow the corpus's order).
@@ -22,22 +26,13 @@ pub struct ZipfTrace {
 
 /// `len` requests over `urls` URLs with Zipf exponent `exponent`, fixed by `seed`.
 pub fn zipf_trace(urls: usize, exponent: f64, seed: u64, len: usize) -> ZipfTrace {
-    let mut rng = SeededRng::new(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut by_rank: Vec<usize> = (0..urls).collect();
-    for i in (1..urls).rev() {
-        by_rank.swap(i, rng.below(i + 1));
-    }
-    let mut cdf = Vec::with_capacity(urls);
-    let mut sum = 0.0;
-    for rank in 1..=urls {
-        sum += (rank as f64).powf(-exponent);
-        cdf.push(sum);
-    }
+    by_rank.shuffle(&mut rng);
+    let popularity = Zipf::new(urls as f64, exponent).expect("a Zipf exponent of at least 0 over some URLs");
+    // Ranks run from 1.
     let requests = (0..len)
-        .map(|_| {
-            let target = rng.unit() * sum;
-            by_rank[cdf.partition_point(|&c| c < target).min(urls - 1)]
-        })
+        .map(|_| by_rank[popularity.sample(&mut rng) as usize - 1])
         .collect();
     ZipfTrace {
         requests,
@@ -180,8 +175,7 @@ pub fn write_csv(path: &str, before: &[Second], after: &[Second]) {
         .map(|(i, s)| ("before", i as i64 - before.len() as i64, s))
         .chain(after.iter().enumerate().map(|(i, s)| ("after", i as i64, s)));
     for (phase, second, s) in rows {
-        let mut sorted = s.latencies_ms.clone();
-        sorted.sort_by(f64::total_cmp);
+        let latencies: Latencies = s.latencies_ms.iter().collect();
         let ratio = if s.answered > 0 {
             s.hits as f64 / s.answered as f64
         } else {
@@ -193,8 +187,8 @@ pub fn write_csv(path: &str, before: &[Second], after: &[Second]) {
             s.answered,
             s.hits,
             s.errors,
-            percentile(&sorted, 0.5),
-            percentile(&sorted, 0.99)
+            latencies.quantile_ms(0.5),
+            latencies.quantile_ms(0.99)
         )
         .unwrap();
     }
