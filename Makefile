@@ -36,8 +36,11 @@ lint: setup
 fuzz:
 	@scripts/fuzz.sh
 
+# Benchmarks write their results under BENCH_OUT; BENCH_OUT=docs/bench replaces the committed ones.
+BENCH_OUT ?= target/bench
+
 bench: build
-	loadtest/peers.sh
+	BENCH_OUT=$(BENCH_OUT) loadtest/peers.sh
 
 bench-tls: build
 	@scripts/setup.sh bench
@@ -45,24 +48,24 @@ bench-tls: build
 
 bench-purge: build
 	@scripts/setup.sh bench
-	target/release/purge-bench
-	python3 loadtest/plot_purge.py docs/bench/purge-latency.csv docs/bench/purge-latency.png
+	target/release/purge-bench --csv $(BENCH_OUT)/purge-latency.csv
+	python3 loadtest/plot_purge.py $(BENCH_OUT)/purge-latency.csv $(BENCH_OUT)/purge-latency.png
 
 bench-feed: build
 	@scripts/setup.sh bench
-	target/release/feed-bench
-	python3 loadtest/plot_feed.py docs/bench/feed-fanout.csv docs/bench/feed-fanout.png
+	target/release/feed-bench --csv $(BENCH_OUT)/feed-fanout.csv
+	python3 loadtest/plot_feed.py $(BENCH_OUT)/feed-fanout.csv $(BENCH_OUT)/feed-fanout.png
 
 bench-live: build
 	@scripts/setup.sh test
 	@scripts/setup.sh bench
-	target/release/swap-bench
-	python3 loadtest/plot_swap.py docs/bench/swap-latency.csv docs/bench/swap-latency.png
+	target/release/swap-bench --csv $(BENCH_OUT)/swap-latency.csv
+	python3 loadtest/plot_swap.py $(BENCH_OUT)/swap-latency.csv $(BENCH_OUT)/swap-latency.png
 
 bench-store: build
 	@scripts/setup.sh bench
-	target/release/store-bench
-	python3 loadtest/plot_store.py docs/bench/store docs/bench/store.png
+	target/release/store-bench --out $(BENCH_OUT)/store
+	python3 loadtest/plot_store.py $(BENCH_OUT)/store $(BENCH_OUT)/store.png
 
 # Hit ratio of real edges on generated image-CDN traces next to libCacheSim's policies.
 bench-trace: build
@@ -72,8 +75,8 @@ bench-trace: build
 
 bench-scale: build
 	@scripts/setup.sh bench
-	target/release/scale-bench
-	python3 loadtest/plot_scaling.py docs/bench/scaling.csv docs/bench/scaling.png
+	target/release/scale-bench --out $(BENCH_OUT)/scaling
+	python3 loadtest/plot_scaling.py $(BENCH_OUT)/scaling.csv $(BENCH_OUT)/scaling.png
 
 clean:
 	rm -rf $(STATE)

@@ -3,7 +3,8 @@
 # this machine, measured in one run by loadtest/peers/run.sh (wrk, 30 KB and 200 KB; it installs
 # the peers from Debian's packages when missing, with the configurations beside it).
 # usage: loadtest/peers.sh [SECONDS] [CONNECTIONS]   (default 8 64)
-# Writes the table to docs/bench/peers-latest.txt and a plot to docs/bench/peers-latest.png.
+# Writes the table to $BENCH_OUT/peers-latest.txt and a plot to $BENCH_OUT/peers-latest.png
+# (BENCH_OUT: target/bench unless set; docs/bench replaces the committed ones).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers="$root/loadtest/peers/run.sh"
@@ -26,7 +27,7 @@ echo $! > "$work/edge.pid"
 for _ in $(seq 50); do curl -sf http://127.0.0.1:9106/readyz >/dev/null && break; sleep 0.1; done
 
 echo "==> running the peers and fresco, ${seconds}s per target and object (about $((seconds * 12 + 20))s)"
-mkdir -p "$root/docs/bench"
-out="$root/docs/bench/peers-latest.txt"
+out_dir=$(mkdir -p "${BENCH_OUT:-$root/target/bench}" && cd "${BENCH_OUT:-$root/target/bench}" && pwd)
+out="$out_dir/peers-latest.txt"
 EXTRA="fresco:$port" bash "$peers" "$seconds" "$conns" | tee "$out"
-python3 "$root/loadtest/plot_peers.py" "$out" "$root/docs/bench/peers-latest.png" || echo "(no plot: $?)"
+python3 "$root/loadtest/plot_peers.py" "$out" "$out_dir/peers-latest.png" || echo "(no plot: $?)"

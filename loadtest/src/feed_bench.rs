@@ -3,7 +3,7 @@
 //!
 //! Connections come from many loopback addresses (127.0.1.x), as clients behind different
 //! addresses would, each below the edge's per-client limit. Prints a table and writes
-//! `docs/bench/feed-fanout.csv` (one line per connection and purge: arrival after the purge
+//! `target/bench/feed-fanout.csv` (one line per connection and purge: arrival after the purge
 //! was sent) for `loadtest/plot_feed.py`.
 
 use std::io::Write;
@@ -33,7 +33,7 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     purges: usize,
     /// Where to write the per-arrival CSV.
-    #[arg(long, default_value = "docs/bench/feed-fanout.csv")]
+    #[arg(long, default_value = "target/bench/feed-fanout.csv")]
     csv: String,
 }
 
@@ -148,7 +148,7 @@ async fn main() {
     let rss_after = rss_bytes(edge_info.pid);
     let per_connection = (rss_after.saturating_sub(rss_before)) as f64 / cli.connections as f64;
 
-    let mut csv = std::fs::File::create(&cli.csv).expect("the CSV can be written");
+    let mut csv = fresco_loadtest::output::create(&cli.csv);
     writeln!(csv, "purge,seq,connection,arrival_ms").unwrap();
     let mut fanouts = Vec::new();
     let mut answers = Vec::new();

@@ -2,7 +2,7 @@
 //! hits, on a real cluster (8 edges and 2 shields by default) on this machine, once for each
 //! control plane: the embedded redb log (one purge-api) and etcd (3 members, 2 replicas).
 //!
-//! Prints a table and writes `docs/bench/purge-latency.csv` (one line per purge and backend)
+//! Prints a table and writes `target/bench/purge-latency.csv` (one line per purge and backend)
 //! for `loadtest/plot_purge.py`.
 
 use std::io::Write;
@@ -38,7 +38,7 @@ struct Cli {
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Where to write the per-purge CSV.
-    #[arg(long, default_value = "docs/bench/purge-latency.csv")]
+    #[arg(long, default_value = "target/bench/purge-latency.csv")]
     csv: String,
     /// The control planes measured, in turn: `embedded`, `etcd`.
     #[arg(long, value_delimiter = ',', default_value = "embedded,etcd")]
@@ -89,7 +89,7 @@ async fn main() {
     for backend in &cli.control_planes {
         results.push(measure(&cli, backend).await);
     }
-    let mut csv = std::fs::File::create(&cli.csv).expect("the CSV can be written");
+    let mut csv = fresco_loadtest::output::create(&cli.csv);
     writeln!(csv, "backend,purge,latency_ms").unwrap();
     for m in &results {
         for (i, l) in m.latencies.iter().enumerate() {

@@ -61,7 +61,7 @@ struct Cli {
     #[arg(long, default_value_t = 60)]
     after_seconds: u64,
     /// Output prefix.
-    #[arg(long, default_value = "docs/bench/scaling")]
+    #[arg(long, default_value = "target/bench/scaling")]
     out: String,
 }
 
@@ -360,10 +360,7 @@ async fn main() -> std::process::ExitCode {
             r.part, r.n, r.value, r.ratio, r.p50_ms, r.p99_ms
         );
     }
-    if let Some(dir) = std::path::Path::new(&path).parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Err(e) = std::fs::File::create(&path).and_then(|mut f| f.write_all(csv.as_bytes())) {
+    if let Err(e) = fresco_loadtest::output::create(&path).write_all(csv.as_bytes()) {
         eprintln!("scale-bench: writing {path}: {e}");
         return std::process::ExitCode::FAILURE;
     }

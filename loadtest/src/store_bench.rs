@@ -71,7 +71,7 @@ struct Cli {
     #[arg(long, default_value_t = 5)]
     seed: u64,
     /// Prefix of the CSVs written.
-    #[arg(long, default_value = "docs/bench/store")]
+    #[arg(long, default_value = "target/bench/store")]
     out: String,
 }
 
@@ -119,7 +119,7 @@ impl Summary {
     }
 
     fn write_csv(&self, path: &str) {
-        let mut csv = std::fs::File::create(path).expect("the CSV can be written");
+        let mut csv = fresco_loadtest::output::create(path);
         writeln!(csv, "metric,value").unwrap();
         for (metric, value) in &self.0 {
             writeln!(csv, "{metric},{value:.6}").unwrap();

@@ -5,7 +5,7 @@
 //! (`fresco:swap`'s `at`: `performance.timeOrigin + performance.now()`, the same machine's
 //! clock).
 //!
-//! Prints percentiles and writes `docs/bench/swap-latency.csv` for `loadtest/plot_swap.py`.
+//! Prints percentiles and writes `target/bench/swap-latency.csv` for `loadtest/plot_swap.py`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, default_value_t = 2)]
     edges: usize,
     /// Where to write the per-change CSV.
-    #[arg(long, default_value = "docs/bench/swap-latency.csv")]
+    #[arg(long, default_value = "target/bench/swap-latency.csv")]
     csv: String,
 }
 
@@ -112,7 +112,7 @@ async fn main() {
         }
     }
 
-    let mut csv = std::fs::File::create(&cli.csv).expect("the CSV can be written");
+    let mut csv = fresco_loadtest::output::create(&cli.csv);
     writeln!(
         csv,
         "change,image,seq,purge_sent_ms,purge_answered_ms,event_ms,swapped_ms,from_sent_ms,from_answer_ms,event_from_sent_ms"

@@ -42,8 +42,15 @@ fn run(args: &[&str]) {
 }
 
 impl TestHost {
-    /// Creates namespace number `n` (distinct per concurrent test).
-    pub fn create(n: u8) -> Self {
+    /// Creates namespace number `n` (distinct per concurrent test). Without root there is
+    /// none: it says so on stderr, and the calling test returns early, skipped.
+    pub fn create(n: u8) -> Option<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "skipped: this test makes a network namespace (ip netns), which needs root; run `make test` as root"
+            );
+            return None;
+        }
         let name = format!("fresco-t{}-{n}", std::process::id() % 100_000);
         let (host_if, ns_if) = (
             format!("fh{n}p{}", std::process::id() % 10_000),
@@ -71,7 +78,7 @@ impl TestHost {
         ns(&["ip", "addr", "add", &format!("10.231.{n}.2/24"), "dev", &ns_if]);
         ns(&["ip", "link", "set", &ns_if, "up"]);
         ns(&["ip", "link", "set", "lo", "up"]);
-        host
+        Some(host)
     }
 
     /// This machine's general address on the link.

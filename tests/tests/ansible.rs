@@ -82,7 +82,7 @@ fn add_edge(inventory: &Path, prefix: &Path) -> std::collections::BTreeMap<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_edge_rolls_a_new_edge_into_the_running_cluster_and_a_second_run_changes_nothing() {
-    let host = TestHost::create(9);
+    let Some(host) = TestHost::create(9) else { return };
     let origin = TestOrigin::start_on(host.machine_ip()).await;
     let cluster = Cluster::builder()
         .origin(&origin.url)

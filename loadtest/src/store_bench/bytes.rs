@@ -124,7 +124,7 @@ pub fn print(corpus: &CorpusTotals, rows: &[TierBytes]) {
 
 /// Writes `node,tier,logical_bytes,stored_bytes`; the corpus is the row `corpus,distinct`.
 pub fn write_csv(path: &str, corpus: &CorpusTotals, rows: &[TierBytes]) {
-    let mut csv = std::fs::File::create(path).expect("the CSV can be written");
+    let mut csv = fresco_loadtest::output::create(path);
     writeln!(csv, "node,tier,logical_bytes,stored_bytes").unwrap();
     writeln!(
         csv,

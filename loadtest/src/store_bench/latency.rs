@@ -75,7 +75,7 @@ impl TierLatency {
 
 /// Writes `tier,latency_ms`, one line per hit.
 pub fn write_csv(path: &str, runs: &[TierLatency]) {
-    let mut csv = std::fs::File::create(path).expect("the CSV can be written");
+    let mut csv = fresco_loadtest::output::create(path);
     writeln!(csv, "tier,latency_ms").unwrap();
     for run in runs {
         for ms in &run.sorted_ms {

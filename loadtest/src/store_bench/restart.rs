@@ -167,7 +167,7 @@ pub async fn time_recovery(readyz: &str, hit_url: &str, spawned: Instant) -> Rec
 /// Writes `phase,second,answered,hits,errors,hit_ratio,p50_ms,p99_ms`; the seconds before the
 /// kill are negative (−N … −1), those after the restart start at 0.
 pub fn write_csv(path: &str, before: &[Second], after: &[Second]) {
-    let mut csv = std::fs::File::create(path).expect("the CSV can be written");
+    let mut csv = fresco_loadtest::output::create(path);
     writeln!(csv, "phase,second,answered,hits,errors,hit_ratio,p50_ms,p99_ms").unwrap();
     let rows = before
         .iter()
