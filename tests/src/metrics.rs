@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// One scrape of a node's Prometheus text exposition.
 pub struct Scrape {
-    text: String,
+    samples: Vec<prometheus_parse::Sample>,
 }
 
 impl Scrape {
@@ -21,41 +21,32 @@ impl Scrape {
             .text()
             .await
             .expect("/metrics is text");
-        Self { text }
+        Self::from_text(text)
     }
 
-    /// Wraps an exposition already fetched.
+    /// Parses an exposition already fetched.
     pub fn from_text(text: String) -> Self {
-        Self { text }
+        let lines = text.lines().map(|line| Ok(line.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("/metrics is Prometheus text");
+        Self {
+            samples: scrape.samples,
+        }
     }
 
-    /// The value of series `name` whose labels include every `labels` pair; `None` when the
-    /// node has no such series. Several matches (a subset of labels) are summed.
+    /// The value of counter, gauge or untyped series `name` whose labels include every
+    /// `labels` pair; `None` when the node has no such series. Several matches (a subset of
+    /// labels) are summed.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut found = None;
-        for line in self.text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((series, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if series_name != name {
-                continue;
-            }
-            // fresco's label values hold no commas or quotes, so a plain split is enough.
-            let has = |(k, v): &(&str, &str)| {
-                series_labels.split(',').any(|pair| {
-                    pair.split_once('=')
-                        .is_some_and(|(key, value)| key == *k && value.trim_matches('"') == *v)
-                })
-            };
-            if labels.iter().all(has) {
-                *found.get_or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
-            }
-        }
-        found
+        use prometheus_parse::Value;
+        self.samples
+            .iter()
+            .filter(|sample| sample.metric == name)
+            .filter(|sample| labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v)))
+            .map(|sample| match sample.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                Value::Histogram(_) | Value::Summary(_) => 0.0,
+            })
+            .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
     }
 
     /// As [`Scrape::value`], zero when the series is missing.
@@ -85,5 +76,29 @@ pub async fn wait_for_disk_writes(admin: &str, bytes: u64, timeout: Duration) ->
         );
         last = Some(written);
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_is_found_by_a_subset_of_its_labels_and_a_missing_one_is_none() {
+        let scrape = Scrape::from_text(
+            "# HELP fresco_store_lookups_total Lookups.\n\
+             # TYPE fresco_store_lookups_total counter\n\
+             fresco_store_lookups_total{result=\"memory\",tier=\"edge\"} 3\n\
+             fresco_store_lookups_total{result=\"disk\",tier=\"edge\"} 4\n\
+             # TYPE fresco_purge_lag gauge\n\
+             fresco_purge_lag 2\n"
+                .to_string(),
+        );
+        let lookups = "fresco_store_lookups_total";
+        assert_eq!(scrape.value(lookups, &[("result", "memory")]), Some(3.0));
+        assert_eq!(scrape.value(lookups, &[("tier", "edge")]), Some(7.0), "summed");
+        assert_eq!(scrape.value(lookups, &[("result", "none")]), None);
+        assert_eq!(scrape.value("fresco_purge_lag", &[]), Some(2.0));
+        assert_eq!(scrape.value_or_zero("fresco_missing_total", &[]), 0.0);
     }
 }
