@@ -1,13 +1,17 @@
-//! Reading an edge's change feed (`/_fresco/events`) in tests, message by message.
+//! Reading an edge's change feed (`/_fresco/events`) in tests, message by message, with the
+//! Rust client's SSE parser (the browser's algorithm).
 
+use std::collections::VecDeque;
 use std::time::Duration;
+
+use fresco_client::sse::{SseItem, SseParser};
 
 /// One server-sent message: an event, or a keepalive (an id without data).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
     /// `event:` (empty for a keepalive).
     pub event: String,
-    /// `id:`, when the message had one.
+    /// The last event id when the message was dispatched (a browser's `lastEventId`), if any.
     pub id: Option<u64>,
     /// `data:` (empty for a keepalive).
     pub data: String,
@@ -23,7 +27,8 @@ impl Message {
 /// An open feed.
 pub struct Feed {
     resp: reqwest::Response,
-    buffer: String,
+    parser: SseParser,
+    parsed: VecDeque<Message>,
 }
 
 impl Feed {
@@ -39,7 +44,8 @@ impl Feed {
         );
         Self {
             resp,
-            buffer: String::new(),
+            parser: SseParser::new(),
+            parsed: VecDeque::new(),
         }
     }
 
@@ -57,19 +63,28 @@ impl Feed {
     pub async fn next(&mut self, wait: Duration) -> Option<Message> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                if let Some(message) = parse(&block) {
-                    return Some(message);
-                }
-                continue;
+            if let Some(message) = self.parsed.pop_front() {
+                return Some(message);
             }
             let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
                 .await
                 .ok()?
                 .ok()??;
-            self.buffer
-                .push_str(std::str::from_utf8(&chunk).expect("the feed is UTF-8"));
+            for item in self.parser.feed(&chunk) {
+                let message = match item {
+                    SseItem::Message(m) => Message {
+                        event: m.event,
+                        id: m.id.parse().ok(),
+                        data: m.data,
+                    },
+                    SseItem::Id(id) => Message {
+                        id: id.parse().ok(),
+                        ..Message::default()
+                    },
+                    SseItem::Retry(_) => continue,
+                };
+                self.parsed.push_back(message);
+            }
         }
     }
 
@@ -84,21 +99,4 @@ impl Feed {
             }
         }
     }
-}
-
-/// Parses one message block; `None` for a block of comments and `retry:` only.
-fn parse(block: &str) -> Option<Message> {
-    let mut message = Message::default();
-    let mut any = false;
-    for line in block.lines() {
-        let (field, value) = line.split_once(": ").unwrap_or((line, ""));
-        match field {
-            "event" => message.event = value.to_string(),
-            "id" => message.id = value.parse().ok(),
-            "data" => message.data.push_str(value),
-            _ => continue,
-        }
-        any = true;
-    }
-    any.then_some(message)
 }
