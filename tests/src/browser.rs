@@ -2,14 +2,16 @@
 //! (`chromedriver`, Debian's `chromium` and `chromium-driver`; `scripts/setup.sh test`
 //! installs them).
 //!
-//! Only what the tests use: a session, navigation, and running scripts. Each browser gets its
-//! own profile directory, so no cache or state leaks from one run into another.
+//! Only what the tests use: a session, navigation, and running scripts (through fantoccini).
+//! Each browser gets its own profile directory, so no cache or state leaks from one run into
+//! another.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hyper_util::client::legacy::connect::HttpConnector;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -21,7 +23,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// A headless Chromium session; dropping it ends the session and the driver.
 pub struct Browser {
-    http: reqwest::Client,
+    client: fantoccini::Client,
     driver: Child,
     /// `http://127.0.0.1:<port>/session/<id>`.
     session: String,
@@ -54,24 +56,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("a client");
         let base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        while !http
-            .get(format!("{base}/status"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "chromedriver did not answer within 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let profile = tempfile::tempdir().expect("a temp dir");
         let pinned = format!("--ignore-certificate-errors-spki-list={}", pins.join(","));
         let mut args = vec![pinned.as_str()];
@@ -89,65 +74,53 @@ impl Browser {
         ]);
         let user_data_dir = format!("--user-data-dir={}", profile.path().display());
         args.push(&user_data_dir);
-        let capabilities = json!({
-            "capabilities": { "alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
-            }}
-        });
-        let answer: Value = http
-            .post(format!("{base}/session"))
-            .json(&capabilities)
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json()
-            .await
-            .expect("a JSON answer");
-        let id = answer["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("Chromium did not start: {answer}"));
+        let mut capabilities = fantoccini::wd::Capabilities::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert("goog:chromeOptions".into(), json!({ "binary": CHROMIUM, "args": args }));
+        let mut builder = fantoccini::ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities);
+        let started = Instant::now();
+        let client = loop {
+            match builder.connect(&base).await {
+                Ok(client) => break client,
+                // Until chromedriver listens; a browser that cannot start fails the same way.
+                Err(e) if started.elapsed() > Duration::from_secs(20) => {
+                    panic!("no Chromium session from chromedriver within 20 s: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let id = client.session_id().await.ok().flatten().unwrap_or_default();
         Self {
             session: format!("{base}/session/{id}"),
-            http,
+            client,
             driver,
             _profile: profile,
         }
     }
 
-    async fn command(&self, path: &str, body: Value) -> Value {
-        let answer: Value = self
-            .http
-            .post(format!("{}/{path}", self.session))
-            .json(&body)
-            .send()
-            .await
-            .expect("chromedriver answers")
-            .json()
-            .await
-            .expect("a JSON answer");
-        let value = answer["value"].clone();
-        if let Some(error) = value.get("error") {
-            panic!("WebDriver {path}: {error}: {}", value["message"]);
-        }
-        value
-    }
-
     /// Opens `url` and waits until it has loaded.
     pub async fn goto(&self, url: &str) {
-        self.command("url", json!({ "url": url })).await;
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver goto {url}: {e}"));
     }
 
     /// Runs `script` (a function body; `arguments[i]` are `args`) and returns what it returns.
     pub async fn execute(&self, script: &str, args: Value) -> Value {
-        self.command("execute/sync", json!({ "script": script, "args": args }))
+        self.client
+            .execute(script, arguments(args))
             .await
+            .unwrap_or_else(|e| panic!("WebDriver execute: {e}"))
     }
 
     /// Runs `script`, whose last argument is a callback, and returns what it passes to it.
     pub async fn execute_async(&self, script: &str, args: Value) -> Value {
-        self.command("execute/async", json!({ "script": script, "args": args }))
+        self.client
+            .execute_async(script, arguments(args))
             .await
+            .unwrap_or_else(|e| panic!("WebDriver execute_async: {e}"))
     }
 
     /// Polls `script` (which returns a truthy value when done) until it does, or panics
@@ -169,6 +142,14 @@ impl Browser {
     pub async fn image_digest(&self, alt: &str) -> String {
         let value = self.execute(PIXEL_DIGEST, json!([alt])).await;
         value.as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// A script's arguments: the elements of a JSON array, or one value.
+fn arguments(args: Value) -> Vec<Value> {
+    match args {
+        Value::Array(values) => values,
+        value => vec![value],
     }
 }
 
