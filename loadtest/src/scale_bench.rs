@@ -23,11 +23,12 @@ use std::io::Write;
 use std::sync::Arc;
 
 use clap::Parser;
-use fresco_e2e::corpus::SeededRng;
 use fresco_e2e::origin::TestOrigin;
 use fresco_e2e::{Cluster, get_ok};
 use fresco_loadtest::node_sizes::{CacheSizes, restart_with_sizes};
 use fresco_loadtest::pool::{Until, get, run_pool};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::cgroup::CpuQuota;
 
@@ -138,9 +139,9 @@ async fn shields_part(cli: &Cli) -> anyhow::Result<Vec<Row>> {
     // 20 KB bodies: a working set twice one shield's memory.
     let working_set = (2 * cli.shield_mib as usize * 1024) / 20;
     let mut sequence: Vec<usize> = Vec::with_capacity(cli.requests);
-    let mut rng = SeededRng::new(cli.seed);
+    let mut rng = StdRng::seed_from_u64(cli.seed);
     for _ in 0..cli.requests {
-        sequence.push(rng.below(working_set));
+        sequence.push(rng.random_range(0..working_set));
     }
     let sequence = Arc::new(sequence);
     let mut rows = Vec::new();
@@ -256,7 +257,8 @@ async fn replicas_part(cli: &Cli) -> anyhow::Result<Vec<Row>> {
         let http = fresco_e2e::client();
         let seed = cli.seed;
         run_pool(8, until, move |i| {
-            let key = SeededRng::new(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).below(keys);
+            let key =
+                StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).random_range(0..keys);
             let (http, url) = (http.clone(), format!("{}/img/rep-{key}.jpg", edges[i % 2]));
             async move {
                 get(&http, &url).await;

@@ -28,9 +28,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use fresco_e2e::corpus::{BodyKind, Corpus, CorpusMix, CorpusOrigin, SeededRng};
+use fresco_e2e::corpus::{BodyKind, Corpus, CorpusMix, CorpusOrigin};
 use fresco_e2e::metrics::{Scrape, wait_for_disk_writes};
 use fresco_e2e::{Cluster, NodeInfo};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use fresco_loadtest::node_sizes::{CacheSizes, restart_with_sizes};
 use fresco_loadtest::pool::{Until, get, run_pool};
@@ -190,9 +192,9 @@ async fn bytes_and_latency(cli: &Cli, summary: &mut Summary) {
         .filter(|p| !images[..16].contains(p))
         .map(|p| format!("{}{p}", edge.url))
         .collect();
-    let mut rng = SeededRng::new(cli.seed);
+    let mut rng = StdRng::seed_from_u64(cli.seed);
     for i in (1..cold.len()).rev() {
-        cold.swap(i, rng.below(i + 1));
+        cold.swap(i, rng.random_range(0..=i));
     }
     cold.truncate(cli.latency_requests);
     let http = reqwest::Client::new();

@@ -13,43 +13,9 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-
-/// A small, seedable pseudo-random generator (SplitMix64): corpora and request traces draw
-/// from it so that one seed reproduces both, without a dependency.
-#[derive(Clone, Debug)]
-pub struct SeededRng(u64);
-
-impl SeededRng {
-    /// A generator whose sequence is fixed by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform number in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A uniform integer in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.unit() * n as f64) as usize % n
-    }
-
-    /// A standard normal number (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.unit(); // (0, 1]: ln stays finite
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
-    }
-}
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_distr::StandardNormal;
 
 /// The proportions of a corpus.
 #[derive(Clone, Copy, Debug)]
@@ -166,7 +132,7 @@ impl Corpus {
     }
 
     fn generate(mix: CorpusMix, mut done: impl FnMut(&Corpus) -> bool) -> Self {
-        let mut rng = SeededRng::new(mix.seed);
+        let mut rng = StdRng::seed_from_u64(mix.seed);
         let mut corpus = Corpus {
             entries: Vec::new(),
             seed: mix.seed,
@@ -174,19 +140,19 @@ impl Corpus {
         let mut originals: Vec<usize> = Vec::new();
         while !done(&corpus) {
             let index = corpus.entries.len();
-            let entry = if !originals.is_empty() && rng.unit() < mix.duplicate_share {
-                let source = &corpus.entries[originals[rng.below(originals.len())]];
+            let entry = if !originals.is_empty() && rng.random::<f64>() < mix.duplicate_share {
+                let source = &corpus.entries[originals[rng.random_range(0..originals.len())]];
                 CorpusEntry {
                     path: format!("/c/{index}.{}", source.kind.extension()),
                     ..source.clone()
                 }
             } else {
                 originals.push(index);
-                let (kind, len) = if rng.unit() < mix.svg_share {
+                let (kind, len) = if rng.random::<f64>() < mix.svg_share {
                     // SVG icons and illustrations: 2 to 40 KB, log-uniform.
-                    (BodyKind::Svg, (2048.0 * 20f64.powf(rng.unit())) as usize)
+                    (BodyKind::Svg, (2048.0 * 20f64.powf(rng.random::<f64>())) as usize)
                 } else {
-                    let len = mix.median_image_bytes as f64 * (0.6 * rng.normal()).exp();
+                    let len = mix.median_image_bytes as f64 * (0.6 * rng.sample::<f64, _>(StandardNormal)).exp();
                     (BodyKind::Image, len.clamp(1024.0, 512.0 * 1024.0) as usize)
                 };
                 CorpusEntry {
@@ -262,14 +228,14 @@ impl Corpus {
 /// colours, as illustrations exported by drawing tools are (they compress 2–4× with brotli).
 fn svg(len: usize, seed: u64) -> Vec<u8> {
     use std::fmt::Write;
-    let mut rng = SeededRng::new(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut text = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 512 512\" width=\"512\" height=\"512\">\n",
     );
     let close = "</svg>\n";
     while text.len() + close.len() < len {
-        let mut coordinate = || rng.unit() * 512.0;
+        let mut coordinate = || rng.random::<f64>() * 512.0;
         let (x, y) = (coordinate(), coordinate());
         let _ = write!(text, "  <path d=\"M{x:.2} {y:.2}");
         for _ in 0..3 {
@@ -287,7 +253,7 @@ fn svg(len: usize, seed: u64) -> Vec<u8> {
         let _ = writeln!(
             text,
             " Z\" fill=\"#{colour:06x}\" stroke=\"#000000\" stroke-width=\"{:.1}\"/>",
-            rng.unit() * 3.0
+            rng.random::<f64>() * 3.0
         );
     }
     let mut body = text.into_bytes();
