@@ -49,7 +49,6 @@ struct Cli {
 struct Measured {
     backend: String,
     latencies: Vec<f64>,
-    answers: Latencies,
     rate: f64,
     quiet: f64,
     busy: f64,
@@ -103,13 +102,14 @@ async fn main() {
     println!("| control plane | p50 | p90 | p99 | max | purges/s | hits without → with 200 purges/s |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     for m in &results {
+        let answers: Latencies = m.latencies.iter().collect();
         println!(
             "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} | {:.0} → {:.0} req/s ({:+.1} %) |",
             m.backend,
-            m.answers.quantile_ms(0.5),
-            m.answers.quantile_ms(0.9),
-            m.answers.quantile_ms(0.99),
-            m.answers.max_ms(),
+            answers.quantile_ms(0.5),
+            answers.quantile_ms(0.9),
+            answers.quantile_ms(0.99),
+            answers.max_ms(),
             m.rate,
             m.quiet,
             m.busy,
@@ -147,7 +147,6 @@ async fn measure(cli: &Cli, backend: &str) -> Measured {
             eprintln!("    {}/{}", i + 1, cli.sequential);
         }
     }
-    let answers: Latencies = latencies.iter().collect();
 
     eprintln!(
         "==> [{backend}] {} purges in flight for {} s",
@@ -208,7 +207,6 @@ async fn measure(cli: &Cli, backend: &str) -> Measured {
     Measured {
         backend: backend.to_string(),
         latencies,
-        answers,
         rate,
         quiet,
         busy,

@@ -31,8 +31,9 @@ use clap::Parser;
 use fresco_e2e::corpus::{BodyKind, Corpus, CorpusMix, CorpusOrigin};
 use fresco_e2e::metrics::{Scrape, wait_for_disk_writes};
 use fresco_e2e::{Cluster, NodeInfo};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::seq::SliceRandom;
 
 use fresco_loadtest::node_sizes::{CacheSizes, restart_with_sizes};
 use fresco_loadtest::pool::{Until, get, run_pool};
@@ -193,9 +194,7 @@ async fn bytes_and_latency(cli: &Cli, summary: &mut Summary) {
         .map(|p| format!("{}{p}", edge.url))
         .collect();
     let mut rng = StdRng::seed_from_u64(cli.seed);
-    for i in (1..cold.len()).rev() {
-        cold.swap(i, rng.random_range(0..=i));
-    }
+    cold.shuffle(&mut rng);
     cold.truncate(cli.latency_requests);
     let http = reqwest::Client::new();
     for url in &hot {
@@ -212,8 +211,9 @@ async fn bytes_and_latency(cli: &Cli, summary: &mut Summary) {
     );
     for run in &runs {
         run.print();
-        summary.add(format!("{}_hit_p50_ms", run.tier), run.latencies.quantile_ms(0.5));
-        summary.add(format!("{}_hit_p99_ms", run.tier), run.latencies.quantile_ms(0.99));
+        let latencies = run.latencies();
+        summary.add(format!("{}_hit_p50_ms", run.tier), latencies.quantile_ms(0.5));
+        summary.add(format!("{}_hit_p99_ms", run.tier), latencies.quantile_ms(0.99));
         let found = run.memory_lookups + run.disk_lookups;
         let share = if run.tier == "memory" {
             run.memory_lookups

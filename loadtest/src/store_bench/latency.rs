@@ -13,10 +13,8 @@ use fresco_loadtest::pool::get;
 pub struct TierLatency {
     /// What the run aimed at: `memory` or `disk`.
     pub tier: &'static str,
-    /// Latency of each hit, sorted (the CSV has them all).
+    /// Latency of each hit, sorted.
     pub sorted_ms: Vec<f64>,
-    /// The same, for percentiles.
-    pub latencies: Latencies,
     /// Requests that were not hits.
     pub not_hits: usize,
     /// Increase of `fresco_store_lookups_total{result="memory"}` during the run.
@@ -49,7 +47,6 @@ pub async fn measure(http: &reqwest::Client, edge: &NodeInfo, tier: &'static str
     let (memory_after, disk_after) = store_lookups(edge).await;
     TierLatency {
         tier,
-        latencies: sorted_ms.iter().collect(),
         sorted_ms,
         not_hits,
         memory_lookups: memory_after - memory_before,
@@ -58,13 +55,19 @@ pub async fn measure(http: &reqwest::Client, edge: &NodeInfo, tier: &'static str
 }
 
 impl TierLatency {
+    /// The hits' latencies, for percentiles.
+    pub fn latencies(&self) -> Latencies {
+        self.sorted_ms.iter().collect()
+    }
+
     /// Prints one line.
     pub fn print(&self) {
+        let latencies = self.latencies();
         println!(
             "  {:<6} hits: p50 {:.3} ms, p99 {:.3} ms over {} hits ({} not hits); store lookups: {:.0} memory, {:.0} disk",
             self.tier,
-            self.latencies.quantile_ms(0.5),
-            self.latencies.quantile_ms(0.99),
+            latencies.quantile_ms(0.5),
+            latencies.quantile_ms(0.99),
             self.sorted_ms.len(),
             self.not_hits,
             self.memory_lookups,
