@@ -3,8 +3,8 @@
 //!
 //! The journal replaced a redb database, whose commit (copy-on-write B-tree pages, two
 //! tables, then `fsync`) cost about 240 µs of CPU a batch on this project's machine against
-//! 50–90 µs for an append here (`docs/benchmarks.md`, "The cost on hits"); every node pays it
-//! for every purge.
+//! 50–90 µs for an append here (`docs/benchmarks.md`, "An append-only journal instead of
+//! redb"); every node pays it for every purge.
 //!
 //! ## On-disk format, version 1 (`freshness.journal`)
 //!

@@ -53,7 +53,7 @@ pub trait PurgeObserver: Send + Sync {
 #[error("freshness state: {0}")]
 pub struct FreshnessError(String);
 
-fn db_error<E: std::fmt::Display>(e: E) -> FreshnessError {
+fn state_error<E: std::fmt::Display>(e: E) -> FreshnessError {
     FreshnessError(e.to_string())
 }
 
@@ -87,10 +87,10 @@ pub struct Freshness {
 impl Freshness {
     /// Opens the persisted state in `dir` (rules and applied sequence).
     pub fn open(dir: &Path, sites: &[SiteConfig], store: &'static FoyerStorage) -> Result<Self, FreshnessError> {
-        std::fs::create_dir_all(dir).map_err(db_error)?;
-        let (journal, state) = match legacy_redb::migrate(dir).map_err(db_error)? {
+        std::fs::create_dir_all(dir).map_err(state_error)?;
+        let (journal, state) = match legacy_redb::migrate(dir).map_err(state_error)? {
             Some(journal) => journal,
-            None => RuleJournal::open(dir).map_err(db_error)?,
+            None => RuleJournal::open(dir).map_err(state_error)?,
         };
         let mut rules = PurgeRules::default();
         for (kind, key, rule) in &state.rules {
@@ -217,7 +217,7 @@ impl Freshness {
                 compacted_below: point.max(self.compacted_below()),
                 ..self.journal_state(kept.entries())
             })
-            .map_err(db_error)?;
+            .map_err(state_error)?;
         // Raised before the rules go: in between, both keep old objects from being served.
         self.compacted_below.fetch_max(point, Ordering::AcqRel);
         let kept_count = kept.len();
@@ -308,7 +308,7 @@ impl Freshness {
                 (*kind, key.as_str(), rule)
             })
             .collect();
-        self.journal.lock().append(last, &journaled).map_err(db_error)?;
+        self.journal.lock().append(last, &journaled).map_err(state_error)?;
         {
             // Visible before `applied` moves on, so a fill that counts as fresh against the new
             // sequence is always judged by these rules.
@@ -322,7 +322,7 @@ impl Freshness {
             self.compact()?;
         } else if self.journal.lock().needs_rewrite() {
             let state = self.journal_state(self.rules.read().entries());
-            self.journal.lock().rewrite(&state).map_err(db_error)?;
+            self.journal.lock().rewrite(&state).map_err(state_error)?;
         }
         if let Some(observer) = self.observer.get() {
             observer.applied(&fresh);
@@ -357,7 +357,7 @@ impl Freshness {
             floor: before_next,
             ..self.journal_state(Vec::new())
         };
-        self.journal.lock().rewrite(&state).map_err(db_error)?;
+        self.journal.lock().rewrite(&state).map_err(state_error)?;
         self.floor.store(before_next, Ordering::Release);
         *self.rules.write() = PurgeRules::default();
         self.applied.store(before_next, Ordering::Release);
