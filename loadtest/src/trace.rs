@@ -239,8 +239,40 @@ pub struct TraceOrigin {
 }
 
 struct Served {
-    filler: Bytes,
+    objects: TraceObjects,
     requests: Arc<AtomicU64>,
+}
+
+/// The bodies a [`TraceOrigin`] answers with: `size` bytes that begin with the object's id and
+/// go on with random filler, so that no two objects share a body and none compresses.
+pub struct TraceObjects {
+    filler: Bytes,
+}
+
+impl TraceObjects {
+    /// Bodies for objects up to `largest` bytes.
+    pub fn new(largest: usize) -> Self {
+        let mut rng = StdRng::seed_from_u64(0x7ace);
+        Self {
+            filler: (0..largest).map(|_| rng.random()).collect::<Vec<u8>>().into(),
+        }
+    }
+
+    /// The answer to `path` if it names a traced object (`/t/{id}-{size}.jpg`) no larger than
+    /// `largest`: a 200 with a year's `max-age`, since in a replay only eviction (or a purge)
+    /// removes objects.
+    pub fn response(&self, path: &str) -> Option<Response> {
+        let (id, size) = object_of(path).filter(|(_, size)| *size <= self.filler.len())?;
+        let mut body = Vec::with_capacity(size);
+        body.extend_from_slice(&id.to_le_bytes()[..size.min(8)]);
+        body.extend_from_slice(&self.filler[..size - body.len()]);
+        let mut response = ([(header::CONTENT_TYPE, "image/jpeg")], body).into_response();
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000"),
+        );
+        Some(response)
+    }
 }
 
 /// Parses `/t/{id}-{size}.jpg`.
@@ -251,30 +283,19 @@ fn object_of(path: &str) -> Option<(u64, usize)> {
 
 async fn serve_object(State(served): State<Arc<Served>>, req: AxumRequest) -> Response {
     served.requests.fetch_add(1, Ordering::Relaxed);
-    let Some((id, size)) = object_of(req.uri().path()).filter(|(_, size)| *size <= served.filler.len()) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let mut body = Vec::with_capacity(size);
-    body.extend_from_slice(&id.to_le_bytes()[..size.min(8)]);
-    body.extend_from_slice(&served.filler[..size - body.len()]);
-    let mut response = ([(header::CONTENT_TYPE, "image/jpeg")], body).into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000"),
-    );
-    response
+    served
+        .objects
+        .response(req.uri().path())
+        .unwrap_or_else(|| StatusCode::NOT_FOUND.into_response())
 }
 
 impl TraceOrigin {
     /// Starts it on a free loopback port, in the calling tokio runtime, for objects up to
     /// `largest` bytes (larger ones are 404).
     pub async fn start(largest: usize) -> anyhow::Result<Self> {
-        let mut rng = StdRng::seed_from_u64(0x7ace);
-        // Random filler: JPEG-like bytes that neither compress nor repeat.
-        let filler: Vec<u8> = (0..largest).map(|_| rng.random()).collect();
         let requests = Arc::new(AtomicU64::new(0));
         let served = Arc::new(Served {
-            filler: filler.into(),
+            objects: TraceObjects::new(largest),
             requests: requests.clone(),
         });
         let app = axum::Router::new().fallback(serve_object).with_state(served);
