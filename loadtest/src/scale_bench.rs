@@ -61,6 +61,9 @@ struct Cli {
     /// Seconds of part 3's load after the shield is killed ("the minute after").
     #[arg(long, default_value_t = 60)]
     after_seconds: u64,
+    /// Measure part 1 (edges) only, as `make eval` does.
+    #[arg(long)]
+    edges_only: bool,
     /// Output prefix.
     #[arg(long, default_value = "target/bench/scaling")]
     out: String,
@@ -340,7 +343,12 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    for part in [shields_part(&cli).await, replicas_part(&cli).await] {
+    let more_parts = if cli.edges_only {
+        Vec::new()
+    } else {
+        vec![shields_part(&cli).await, replicas_part(&cli).await]
+    };
+    for part in more_parts {
         match part {
             Ok(more) => rows.extend(more),
             Err(e) => {
