@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test conformance lint fuzz bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale bench-trace clean setup
+.PHONY: run build test conformance lint fuzz eval eval-docs bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale bench-trace clean setup
 
 setup:
 	@scripts/setup.sh
@@ -35,6 +35,19 @@ lint: setup
 # Coverage-guided fuzzing (nightly, cargo-fuzz), FUZZ_SECONDS per target (default 60).
 fuzz:
 	@scripts/fuzz.sh
+
+# The evaluation: k6 scenarios (loadtest/k6/) against a devcluster, Varnish and Traffic Server,
+# and one report with plots: target/eval/evaluation.md (about 12 minutes; QUICK=1 about 3).
+# `make eval-docs` replaces the committed docs/evaluation.md and docs/eval/.
+EVAL_OUT ?= target/eval
+
+eval: build
+	@scripts/setup.sh bench
+	target/release/eval $(if $(QUICK),--quick) --out $(EVAL_OUT)
+
+eval-docs: build
+	@scripts/setup.sh bench
+	target/release/eval $(if $(QUICK),--quick) --out $(EVAL_OUT) --report docs/evaluation.md
 
 # Benchmarks write their results under BENCH_OUT; BENCH_OUT=docs/bench replaces the committed ones.
 BENCH_OUT ?= target/bench
