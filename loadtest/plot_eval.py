@@ -209,16 +209,18 @@ def outage_plot(ev):
     buckets = per_second(points, start)
     errors = per_second(failed, start)
     seconds = sorted(buckets)
+    # Each second's bucket is drawn at its middle, so that a fault's band lines up with it.
+    middles = [s + 0.5 for s in seconds]
     fig, (ax_lat, ax_err) = plt.subplots(2, 1, figsize=(9, 5.4), sharex=True)
     for q, style in [(0.5, "-"), (0.99, "--"), (1.0, ":")]:
-        ax_lat.plot(seconds, [quantile(buckets[s], q) for s in seconds], style, color=COLORS["fresco"],
+        ax_lat.plot(middles, [quantile(buckets[s], q) for s in seconds], style, color=COLORS["fresco"],
                     label="max" if q == 1.0 else f"p{int(q * 100)}")
     ax_lat.axhline(ev.deadline, color="red", linewidth=1, label=f"deadline {ev.deadline} ms")
     ax_lat.set_yscale("log")
     ax_lat.set_ylabel("response time, ms")
     ax_lat.legend(fontsize=7, loc="upper left")
-    ax_err.plot(seconds, [sum(errors.get(s, [])) for s in seconds], color="tab:red", label="errors/s")
-    ax_err.plot(seconds, [len(buckets[s]) for s in seconds], color="gray", alpha=0.5, label="requests/s")
+    ax_err.plot(middles, [sum(errors.get(s, [])) for s in seconds], color="tab:red", label="errors/s")
+    ax_err.plot(middles, [len(buckets[s]) for s in seconds], color="gray", alpha=0.5, label="requests/s")
     origin = ev.rate_per_second("outage-fresco", "origin", "eval_origin_requests_total")
     ax_err.plot([t for t, _ in origin], [v for _, v in origin], color="tab:green", label="origin fetches/s")
     ax_err.set_ylabel("per second")
