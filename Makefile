@@ -2,7 +2,7 @@
 CARGO ?= cargo
 STATE ?= state
 
-.PHONY: run build test conformance lint fuzz eval eval-docs bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale bench-trace clean setup
+.PHONY: run build test conformance lint fuzz eval eval-docs bench bench-tls bench-purge bench-live bench-feed bench-store bench-scale bench-trace bench-control-plane clean setup
 
 setup:
 	@scripts/setup.sh
@@ -85,6 +85,12 @@ bench-trace: build
 	@scripts/setup.sh bench
 	target/release/trace-bench --caches memory,hybrid $(TRACE_ARGS)
 	python3 loadtest/plot_trace.py target/trace-bench/results.csv target/trace-bench/hit-ratio.png
+
+# One purge-api in front of 100, 300 and 1,000 simulated nodes (the real node protocol).
+bench-control-plane: build
+	@scripts/setup.sh bench
+	target/release/control-plane-bench --out $(BENCH_OUT)
+	python3 loadtest/plot_control_plane.py $(BENCH_OUT)/control-plane.csv
 
 bench-scale: build
 	@scripts/setup.sh bench
