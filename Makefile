@@ -42,10 +42,12 @@ fuzz:
 EVAL_OUT ?= target/eval
 
 eval: build
+	@scripts/setup.sh test
 	@scripts/setup.sh bench
 	target/release/eval $(if $(QUICK),--quick) --out $(EVAL_OUT)
 
 eval-docs: build
+	@scripts/setup.sh test
 	@scripts/setup.sh bench
 	target/release/eval $(if $(QUICK),--quick) --out $(EVAL_OUT) --report docs/evaluation.md
 

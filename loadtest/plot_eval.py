@@ -190,14 +190,39 @@ def origin_plot(ev):
     return ev.save(fig, "eval-origin-load.png")
 
 
-def purge_plot(ev):
+def swap_latencies(ev):
+    """swap-bench's CSV, sorted ms: {"from_answer": purge answered → swapped, "from_sent": webhook sent → swapped}, or None."""
+    path = os.path.join(ev.out, "swap-latency.csv")
+    if not os.path.exists(path):
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    return {
+        "from_answer": sorted(float(r["from_answer_ms"]) for r in rows),
+        "from_sent": sorted(float(r["from_sent_ms"]) for r in rows),
+    }
+
+
+def purge_plot(ev, swaps):
     answers = sorted(v for _, v, _ in ev.samples("purge", "fresco")["purge_answer_ms"])
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(answers, [(i + 1) / len(answers) for i in range(len(answers))], color=COLORS["fresco"])
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+
+    def cdf(values, label, **style):
+        ax.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label, **style)
+
+    cdf(answers, "webhook sent → purge answered: fresh on every edge (purge.js)", color=COLORS["fresco"])
+    if swaps:
+        cdf(swaps["from_answer"], "purge answered → image swapped in Chromium (swap-bench)", color="tab:green")
+        cdf(swaps["from_sent"], "webhook sent → image swapped in Chromium (swap-bench)",
+            color="tab:green", linestyle="--")
     ax.set_xscale("log")
-    ax.set_xlabel("webhook sent → purge-api's answer (fresh on every edge), ms")
+    ax.set_xlabel("ms")
     ax.set_ylabel("share of purges")
-    ax.set_title("Purge answer latency (CDF)")
+    ax.set_title("Purge → fresh everywhere → new image on screen (CDF)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     return ev.save(fig, "eval-purge.png"), answers
 
 
@@ -348,7 +373,8 @@ def main():
     w("")
 
     if ("purge", "fresco") in ev.runs:
-        name, answers = purge_plot(ev)
+        swaps = swap_latencies(ev)
+        name, answers = purge_plot(ev, swaps)
         summary = ev.summary("purge", "fresco")["metrics"]
         w("## Freshness (purge.js)\n")
         w("The origin writes a new version of an image and sends the signed webhook (HMAC from k6's "
@@ -359,8 +385,16 @@ def main():
           f"p99 {fmt(quantile(answers, 0.99), 1)} ms, max {fmt(answers[-1] if answers else None, 1)} ms")
         w(f"- reads checked: {summary.get('fresh_reads', {}).get('count', 0) + summary.get('stale_reads', {}).get('count', 0)}, "
           f"stale: **{summary.get('stale_reads', {}).get('count', 0)}**")
-        w("- purge answer → image swapped in a browser is not measured by k6 (it has no "
-          "server-sent events); `make bench-live` measures it in Chromium (docs/benchmarks.md).\n")
+        if swaps:
+            a, t = swaps["from_answer"], swaps["from_sent"]
+            w(f"- image swapped in a browser (`swap-bench`: headless Chromium shows the demo gallery "
+              f"through edge-1 while the demo origin changes an image and purges it, {len(a)} times; "
+              f"k6 has no EventSource): purge answered → swapped p50 {fmt(quantile(a, 0.5), 1)} ms, "
+              f"p99 {fmt(quantile(a, 0.99), 1)} ms, max {fmt(a[-1], 1)} ms; webhook sent → swapped "
+              f"p50 {fmt(quantile(t, 0.5), 1)} ms, p99 {fmt(quantile(t, 0.99), 1)} ms\n")
+        else:
+            w("- image swapped in a browser: not measured in this run (swap-bench failed or did "
+              "not run; see swap.log)\n")
         w(f"![purge latency]({name})\n")
 
     if ("outage", "fresco") in ev.runs:

@@ -7,11 +7,13 @@
 //!    program kills the origin, kills a shield and freezes purge-api in turn.
 //! 3. `browse.js` and `herd.js` again against Varnish and Traffic Server (Debian's packages,
 //!    installed when missing), each one cache with the memory and disk of one fresco node.
-//! 4. The edges part of `scale-bench` (throughput against the number of edges).
+//! 4. `swap-bench`: purges of the demo's images while headless Chromium shows the gallery, and
+//!    how long after each purge's answer `live.js` swapped the image (k6 has no EventSource).
+//! 5. The edges part of `scale-bench` (throughput against the number of edges).
 //!
 //! While k6 runs, the edges' and the origin's Prometheus metrics are sampled once a second. Each
 //! k6 run leaves its summary (`--summary-export`) and its samples (`--out csv`) in the output
-//! directory, with `runs.json`, `faults.csv` and `metrics.csv`; `loadtest/plot_eval.py` turns
+//! directory, with `runs.json`, `faults.csv`, `metrics.csv` and `swap-latency.csv`; `loadtest/plot_eval.py` turns
 //! them into `evaluation.md` and its plots.
 
 use std::path::{Path, PathBuf};
@@ -69,6 +71,8 @@ struct Plan {
     /// (name, start, length) in seconds after the outage run's start.
     faults: [(&'static str, f64, f64); 3],
     scale_seconds: u64,
+    /// Changes `swap-bench` measures in Chromium.
+    swap_changes: usize,
     trace: TraceShape,
 }
 
@@ -99,6 +103,7 @@ impl Plan {
                     ("purge_api_frozen", 25.0, 5.0),
                 ],
                 scale_seconds: 2,
+                swap_changes: 20,
                 trace: trace(8_000, 60_000),
             }
         } else {
@@ -116,6 +121,7 @@ impl Plan {
                     ("purge_api_frozen", 72.0, 10.0),
                 ],
                 scale_seconds: 6,
+                swap_changes: 100,
                 trace: trace(40_000, 400_000),
             }
         }
@@ -504,6 +510,26 @@ fn wait_until_answering(url: &str, limit: Duration) -> anyhow::Result<()> {
     }
 }
 
+/// Runs another of the benchmarks, its output in `OUT/<log>.log`. One that fails leaves its
+/// part out of the report rather than the whole evaluation.
+fn run_sibling(cli: &Cli, bin: &str, args: &[&str], log: &str) -> anyhow::Result<()> {
+    let log = cli.out.join(format!("{log}.log"));
+    let file = std::fs::File::create(&log)?;
+    let status = std::process::Command::new(fresco_e2e::bin_dir().join(bin))
+        .args(args)
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("starting {bin}"))?;
+    if !status.success() {
+        eprintln!(
+            "{bin} exited {status}: the report leaves its part out; see {}",
+            log.display()
+        );
+    }
+    Ok(())
+}
+
 /// Installs the peers from Debian's packages when they are missing and this may (root).
 fn install_peers(peers: &[String]) -> anyhow::Result<()> {
     let missing: Vec<&str> = peers
@@ -552,7 +578,7 @@ async fn main() -> anyhow::Result<()> {
     cli.out = std::fs::canonicalize(&cli.out)?;
     let peers: Vec<String> = cli.peers.iter().filter(|p| !p.is_empty()).cloned().collect();
     install_peers(&peers)?;
-    let total = 2 + peers.len() + 1;
+    let total = 2 + peers.len() + 2;
 
     println!(
         "==> [1/{total}] a trace of {} requests and the eval origin",
@@ -598,16 +624,24 @@ async fn main() -> anyhow::Result<()> {
     }
     sampler.abort();
 
+    println!(
+        "==> [{}/{total}] purge answer → image swapped in headless Chromium (swap-bench)",
+        total - 1
+    );
+    let swap_csv = cli.out.join("swap-latency.csv");
+    let changes = plan.swap_changes.to_string();
+    let csv_arg = swap_csv.display().to_string();
+    run_sibling(&cli, "swap-bench", &["--changes", &changes, "--csv", &csv_arg], "swap")?;
+
     println!("==> [{total}/{total}] throughput against the number of edges (scale-bench, edges part)");
-    let scaling = std::process::Command::new(fresco_e2e::bin_dir().join("scale-bench"))
-        .args(["--edges-only", "--seconds", &plan.scale_seconds.to_string(), "--out"])
-        .arg(cli.out.join("scaling"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(cli.out.join("scaling.log"))?)
-        .status()?;
-    if !scaling.success() {
-        eprintln!("scale-bench exited {scaling}: the report leaves scaling out");
-    }
+    let seconds = plan.scale_seconds.to_string();
+    let scaling_dir = cli.out.join("scaling").display().to_string();
+    run_sibling(
+        &cli,
+        "scale-bench",
+        &["--edges-only", "--seconds", &seconds, "--out", &scaling_dir],
+        "scaling",
+    )?;
 
     let metrics = std::mem::take(&mut sampled.lock().unwrap().rows);
     std::fs::write(
