@@ -94,7 +94,7 @@ impl Freshness {
         };
         let mut rules = PurgeRules::default();
         for (kind, key, rule) in &state.rules {
-            rules.restore(*kind, key, *rule);
+            rules.merge(*kind, key, *rule);
         }
         let JournalState {
             applied,
@@ -279,42 +279,43 @@ impl Freshness {
             return Ok(());
         };
         let mut deletes = Vec::new();
-        let mut changes: Vec<(RuleKind, String, u64, bool)> = Vec::new();
+        let mut changes: Vec<(RuleKind, String, Rule)> = Vec::new();
         for record in &fresh {
+            let mut change = |kind, key| {
+                let mut rule = Rule::default();
+                rule.raise(record.seq, record.soft);
+                changes.push((kind, key, rule));
+            };
             for url in &record.urls {
                 let key = self.url_key(url);
                 if !record.soft {
                     deletes.push(key.clone());
                 }
-                changes.push((RuleKind::Url, key, record.seq, record.soft));
+                change(RuleKind::Url, key);
             }
             for tag in &record.tags {
                 if record.tag_hosts.is_empty() {
-                    changes.push((RuleKind::Tag, tag.clone(), record.seq, record.soft));
+                    change(RuleKind::Tag, tag.clone());
                 }
                 for site in self.tag_sites(record) {
-                    changes.push((RuleKind::SiteTag, format!("{site}\n{tag}"), record.seq, record.soft));
+                    change(RuleKind::SiteTag, format!("{site}\n{tag}"));
                 }
             }
             for prefix in &record.prefixes {
-                changes.push((RuleKind::Prefix, self.prefix_key(prefix), record.seq, record.soft));
+                change(RuleKind::Prefix, self.prefix_key(prefix));
             }
         }
         let journaled: Vec<journal::JournaledRule> = changes
             .iter()
-            .map(|(kind, key, seq, soft)| {
-                let mut rule = Rule::default();
-                rule.raise(*seq, *soft);
-                (*kind, key.as_str(), rule)
-            })
+            .map(|(kind, key, rule)| (*kind, key.as_str(), *rule))
             .collect();
         self.journal.lock().append(last, &journaled).map_err(state_error)?;
         {
             // Visible before `applied` moves on, so a fill that counts as fresh against the new
             // sequence is always judged by these rules.
             let mut rules = self.rules.write();
-            for (kind, key, seq, soft) in &changes {
-                rules.add(*kind, key, *seq, *soft);
+            for (kind, key, rule) in &changes {
+                rules.merge(*kind, key, *rule);
             }
         }
         self.applied.store(last, Ordering::Release);

@@ -144,8 +144,8 @@ impl PurgeRules {
         .unwrap_or_default()
     }
 
-    /// Restores a persisted rule.
-    pub fn restore(&mut self, kind: RuleKind, key: &str, rule: Rule) {
+    /// Takes in a rule (persisted, or of a batch being applied): each kind keeps its newer purge.
+    pub fn merge(&mut self, kind: RuleKind, key: &str, rule: Rule) {
         if rule.hard > 0 {
             self.add(kind, key, rule.hard, false);
         }
@@ -195,7 +195,7 @@ impl PurgeRules {
         let mut dropped = Vec::new();
         for (kind, key, rule) in self.entries() {
             if rule.newest() >= point {
-                kept.restore(kind, &key, rule);
+                kept.merge(kind, &key, rule);
             } else {
                 dropped.push((kind, key));
             }
