@@ -42,12 +42,10 @@ fuzz:
 EVAL_OUT ?= target/eval
 
 eval: build
-	@scripts/setup.sh test
 	@scripts/setup.sh bench
 	target/release/eval $(if $(QUICK),--quick) --out $(EVAL_OUT)
 
 eval-docs: build
-	@scripts/setup.sh test
 	@scripts/setup.sh bench
 	target/release/eval $(if $(QUICK),--quick) --out $(EVAL_OUT) --report docs/evaluation.md
 
@@ -72,7 +70,6 @@ bench-feed: build
 	python3 loadtest/plot_feed.py $(BENCH_OUT)/feed-fanout.csv $(BENCH_OUT)/feed-fanout.png
 
 bench-live: build
-	@scripts/setup.sh test
 	@scripts/setup.sh bench
 	target/release/swap-bench --csv $(BENCH_OUT)/swap-latency.csv
 	python3 loadtest/plot_swap.py $(BENCH_OUT)/swap-latency.csv $(BENCH_OUT)/swap-latency.png

@@ -191,7 +191,8 @@ def origin_plot(ev):
 
 
 def swap_latencies(ev):
-    """swap-bench's CSV, sorted ms: {"from_answer": purge answered → swapped, "from_sent": webhook sent → swapped}, or None."""
+    """swap-bench's CSV as sorted ms, or None: "from_answer" (purge answered → swapped) and
+    "from_sent" (webhook sent → swapped)."""
     path = os.path.join(ev.out, "swap-latency.csv")
     if not os.path.exists(path):
         return None

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing fresco needs, when it can (as root, from Debian's
 # packages); otherwise prints the exact command to run. Used by `make run` and `make test`;
-# `scripts/setup.sh test` adds what only the tests need (a headless Chromium for live.js).
+# `scripts/setup.sh test` adds what the tests need (a headless Chromium for live.js, ansible, sshd,
+# etcd), `scripts/setup.sh bench` what the benchmarks need (Chromium, etcd, wrk, the peers,
+# k6, plots).
 set -euo pipefail
 
 need_pkgs=()
@@ -10,15 +12,18 @@ command -v cc >/dev/null || need_pkgs+=(build-essential)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v ip >/dev/null || need_pkgs+=(iproute2)              # network-namespace tests
 command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)  # etcd-client's gRPC code
-if [ "${1:-}" = test ]; then                                   # live.js in a real browser
+if [ "${1:-}" = test ] || [ "${1:-}" = bench ]; then
+  # live.js in a real browser.
   [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
   [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+  # The etcd control plane: tested against, and measured on (make bench-purge), 3 members.
+  command -v etcd >/dev/null || need_pkgs+=(etcd-server)
+fi
+if [ "${1:-}" = test ]; then
   # The ansible roles are tested for real: ssh into network-namespace hosts.
   command -v ansible-playbook >/dev/null || need_pkgs+=(ansible-core)
   command -v ansible-lint >/dev/null || need_pkgs+=(ansible-lint)
   [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
-  # The etcd control plane is tested against a real 3-member cluster.
-  command -v etcd >/dev/null || need_pkgs+=(etcd-server)
 fi
 if [ "${1:-}" = bench ]; then                                  # the benchmarks' load and plots
   command -v wrk >/dev/null || need_pkgs+=(wrk)

@@ -13,8 +13,8 @@
 //!
 //! While k6 runs, the edges' and the origin's Prometheus metrics are sampled once a second. Each
 //! k6 run leaves its summary (`--summary-export`) and its samples (`--out csv`) in the output
-//! directory, with `runs.json`, `faults.csv`, `metrics.csv` and `swap-latency.csv`; `loadtest/plot_eval.py` turns
-//! them into `evaluation.md` and its plots.
+//! directory, with `runs.json`, `faults.csv`, `metrics.csv` and `swap-latency.csv`;
+//! `loadtest/plot_eval.py` turns them into `evaluation.md` and its plots.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -515,12 +515,17 @@ fn wait_until_answering(url: &str, limit: Duration) -> anyhow::Result<()> {
 fn run_sibling(cli: &Cli, bin: &str, args: &[&str], log: &str) -> anyhow::Result<()> {
     let log = cli.out.join(format!("{log}.log"));
     let file = std::fs::File::create(&log)?;
+    let spinner = ProgressBar::new_spinner()
+        .with_style(ProgressStyle::with_template("  {spinner} {msg} {elapsed}").expect("a valid template"))
+        .with_message(bin.to_owned());
+    spinner.enable_steady_tick(Duration::from_millis(200));
     let status = std::process::Command::new(fresco_e2e::bin_dir().join(bin))
         .args(args)
         .stdout(file.try_clone()?)
         .stderr(file)
         .status()
         .with_context(|| format!("starting {bin}"))?;
+    spinner.finish_and_clear();
     if !status.success() {
         eprintln!(
             "{bin} exited {status}: the report leaves its part out; see {}",
@@ -628,10 +633,9 @@ async fn main() -> anyhow::Result<()> {
         "==> [{}/{total}] purge answer → image swapped in headless Chromium (swap-bench)",
         total - 1
     );
-    let swap_csv = cli.out.join("swap-latency.csv");
     let changes = plan.swap_changes.to_string();
-    let csv_arg = swap_csv.display().to_string();
-    run_sibling(&cli, "swap-bench", &["--changes", &changes, "--csv", &csv_arg], "swap")?;
+    let swap_csv = cli.out.join("swap-latency.csv").display().to_string();
+    run_sibling(&cli, "swap-bench", &["--changes", &changes, "--csv", &swap_csv], "swap")?;
 
     println!("==> [{total}/{total}] throughput against the number of edges (scale-bench, edges part)");
     let seconds = plan.scale_seconds.to_string();
