@@ -132,8 +132,8 @@ pub struct NodeConfig {
     /// plain cache without the freshness guarantee.
     #[serde(default)]
     pub freshness: Option<FreshnessSection>,
-    /// Per-connection write buffer of the proxy listener. A response whose header and body fit
-    /// leaves in one send. Default: 64KiB.
+    /// Per-connection write buffer of the proxy listener, for writes under 24 KiB (a larger body
+    /// leaves with what the buffer holds in one `writev`: fresco-write-buffer). Default: 64KiB.
     #[serde(default = "default_write_buffer")]
     pub write_buffer: ByteSize,
     /// Largest request body passed to the origin (methods other than GET and HEAD); a larger

@@ -223,8 +223,9 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
     );
     let gate = ConnectionGate::new(pingora_proxy::http_proxy(&server.configuration, proxy), connections);
     let mut proxy_service = Service::new("fresco proxy".into(), gate);
-    // A write buffer that holds a whole typical image lets the response header and body leave
-    // in one send instead of two (measured in docs/benchmarks.md).
+    // The header and a small body gather in the write buffer and leave in one send; a body of
+    // 24 KiB or more leaves with the header in one writev (fresco-write-buffer,
+    // docs/benchmarks.md).
     let mut listener = ListenerConfig::tcp(config.listen.to_string()).l4_buffer(L4BufferSettings::new(
         DEFAULT_L4_READ_BUFFER_SIZE,
         config.write_buffer.0 as usize,
