@@ -205,6 +205,7 @@ pub fn run(role: Role, args: NodeArgs) -> ExitCode {
 
     let conf = ServerConf {
         threads: config.threads,
+        work_stealing: config.work_stealing,
         // What `https://` origins are verified against; without it, the system's roots.
         ca_file: config.tls.ca_file.as_ref().map(|p| p.display().to_string()),
         grace_period_seconds: Some(0),
