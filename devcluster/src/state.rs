@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -125,8 +126,10 @@ impl Ports {
 /// A port the kernel hands out for `bind(0)` is one it also hands out to outgoing
 /// connections: one of them can take it before the node binds it, and pingora then waits for
 /// the port instead of failing, so the node never becomes ready. Ports below the range are
-/// only ever taken by listeners; a random one that binds now is free unless another
-/// devcluster picks the same one in the same instant.
+/// only ever taken by listeners. A port that binds now is also free to another devcluster (or
+/// test) starting at the same time, until one of their nodes binds it; then the second node
+/// waits for the port, and whoever connects to it reaches the first cluster's node. So each
+/// port handed out is also claimed ([`claim`]) for as long as a node may take to bind it.
 pub fn free_port(ip: IpAddr) -> std::io::Result<u16> {
     use std::hash::{BuildHasher, RandomState};
     let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -138,12 +141,40 @@ pub fn free_port(ip: IpAddr) -> std::io::Result<u16> {
         let random = RandomState::new();
         for attempt in 0u32..200 {
             let port = LOWEST + (random.hash_one(attempt) % u64::from(ephemeral_from - LOWEST)) as u16;
-            if TcpListener::bind((ip, port)).is_ok() {
+            if TcpListener::bind((ip, port)).is_ok() && claim(ip, port) {
                 return Ok(port);
             }
         }
     }
     Ok(TcpListener::bind((ip, 0))?.local_addr()?.port())
+}
+
+/// How long a port handed out by [`free_port`] stays claimed: longer than any node takes to
+/// start and bind it, after which the bind probe alone keeps it from being handed out again.
+const PORT_CLAIM: Duration = Duration::from_secs(120);
+
+/// Claims `port` on `ip` for [`PORT_CLAIM`] for this machine's devclusters, with a file
+/// created exclusively in the system's temporary directory; false if someone else holds it.
+/// A claim that cannot be recorded (no writable temporary directory) is granted.
+fn claim(ip: IpAddr, port: u16) -> bool {
+    let dir = std::env::temp_dir().join("fresco-devcluster-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let file = dir.join(format!("{ip}-{port}"));
+    let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&file);
+    match create() {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let age = std::fs::metadata(&file)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok());
+            // An expired claim goes; of two that remove it at once, one creates it anew.
+            age.is_some_and(|age| age > PORT_CLAIM) && std::fs::remove_file(&file).is_ok() && create().is_ok()
+        }
+        Err(_) => true,
+    }
 }
 
 /// Paths inside a state dir.
@@ -228,5 +259,24 @@ impl StateDir {
         let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         std::fs::write(&path, &secret)?;
         Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_is_handed_out_once_while_its_claim_lasts() {
+        // Without the claim, 600 draws from the ~22,000 ports below the ephemeral range repeat
+        // one with a probability above 99.9 %, as two devclusters starting at once would.
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..600 {
+            let port = free_port(ip).unwrap();
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
+        let port = *seen.iter().next().unwrap();
+        assert!(!claim(ip, port), "a claimed port cannot be claimed again");
     }
 }
