@@ -111,8 +111,9 @@ pub struct NodeConfig {
     pub threads: usize,
     /// Whether an idle proxy thread takes tasks from a busy one. Default: false: each new
     /// connection is placed on one thread at random and stays there, which saved 5–30 % of the
-    /// CPU a warm hit costs (docs/benchmarks.md); the price is that a CPU-heavy task (a TLS
-    /// handshake, compressing an SVG on a miss) delays the other connections of its thread.
+    /// CPU a warm 30 KB hit costs (docs/benchmarks.md); the price (not measured) is that a
+    /// CPU-heavy task (a TLS handshake, compressing an SVG on a miss) delays the other
+    /// connections of its thread.
     #[serde(default)]
     pub work_stealing: bool,
     /// Longest time a request may take before it is answered with 504. Default: 5000.
